@@ -1,0 +1,117 @@
+"""Frames → volumes, on the MDA relay thread (never on the acquisition thread)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..log import logger
+from ..storage.volume import Volume
+
+if TYPE_CHECKING:
+    from useq import MDAEvent
+
+VolumeCallback = Callable[[Volume], None]
+
+
+class VolumeAssembler:
+    """Collects the planes of each ``(t, p, c)`` and emits a :class:`Volume` when full.
+
+    Passed as ``output=[assembler]`` to ``core.mda.run``, so ``frameReady`` runs on
+    pymmcore-plus's relay thread. Planes may arrive interleaved (low/high at every
+    plane): each volume is keyed and filled independently.
+
+    ``sink`` runs first for every volume (the raw store) and its failure is fatal
+    to the run (recorded in :attr:`errors`); ``listeners`` run after it and their
+    failures are only logged, so a slow or broken consumer cannot lose raw data.
+    """
+
+    def __init__(
+        self,
+        planes: int,
+        channel_names: list[str],
+        sink: VolumeCallback | None = None,
+        listeners: list[VolumeCallback] | None = None,
+        on_frame: Callable[[int], None] | None = None,
+    ) -> None:
+        self.planes = planes
+        self.channel_names = channel_names
+        self.sink = sink
+        self.listeners = list(listeners or [])
+        self.on_frame = on_frame
+        self.frames = 0
+        self.volumes = 0
+        self.errors: list[BaseException] = []
+        self._partial: dict[tuple[int, int, int], dict[str, Any]] = {}
+        self.thread_name = ""
+        self._lock = threading.Lock()
+
+    def frameReady(self, img: np.ndarray, event: MDAEvent, meta: dict[str, Any]) -> None:
+        """Place one frame; emit the volume when its last plane arrives."""
+        self.thread_name = threading.current_thread().name
+        idx = event.index
+        key = (idx.get("t", 0), idx.get("p", 0), idx.get("c", 0))
+        z = idx.get("z", 0)
+        with self._lock:
+            self.frames += 1
+            entry = self._partial.get(key)
+            if entry is None:
+                entry = self._partial[key] = {
+                    "data": np.empty((self.planes, *img.shape), img.dtype),
+                    "z_um": [0.0] * self.planes,
+                    "filled": 0,
+                    "event": event,
+                    "meta": meta,
+                }
+            entry["data"][z] = img
+            entry["z_um"][z] = float(event.z_pos or 0.0)
+            entry["filled"] += 1
+            done = entry["filled"] == self.planes
+            if done:
+                del self._partial[key]
+        if self.on_frame is not None:
+            self.on_frame(self.frames)
+        if done:
+            self._emit(key, entry)
+
+    def _emit(self, key: tuple[int, int, int], entry: dict[str, Any]) -> None:
+        event: MDAEvent = entry["event"]
+        cam = entry["meta"].get("camera_metadata", {}) or {}
+        extra: dict[str, Any] = {}
+        if "sim_intensity_w_cm2" in cam:
+            extra["sim_intensity_w_cm2"] = float(cam["sim_intensity_w_cm2"])
+        if "sim_stage_true_um" in cam:
+            extra["sim_stage_true_um"] = [float(v) for v in cam["sim_stage_true_um"].split(",")]
+        runner_t = entry["meta"].get("runner_time_ms")
+        vol = Volume(
+            data=entry["data"],
+            t=key[0],
+            p=key[1],
+            c=key[2],
+            channel=self.channel_names[key[2]] if key[2] < len(self.channel_names) else str(key[2]),
+            z_um=tuple(entry["z_um"]),
+            xy_um=(float(event.x_pos or 0.0), float(event.y_pos or 0.0)),
+            elapsed_s=float(runner_t) / 1e3 if runner_t is not None else 0.0,
+            meta=extra,
+        )
+        if self.sink is not None:
+            try:
+                self.sink(vol)
+            except BaseException as exc:
+                logger.error("writing volume %s failed: %s", key, exc)
+                self.errors.append(exc)
+                return
+        self.volumes += 1
+        for listener in self.listeners:
+            try:
+                listener(vol)
+            except Exception:
+                logger.exception("volume listener %r failed on %s", listener, key)
+
+    @property
+    def incomplete(self) -> list[tuple[int, int, int]]:
+        """Volumes that received some but not all of their planes."""
+        return sorted(self._partial)

@@ -1,0 +1,158 @@
+"""Run a prepared plan on a rig: sequence → engine → assembler → dataset.
+
+Order of duties for each volume: the raw store first (always), then listeners
+(live restorer queue, dashboard, CLI progress). The lasers are made safe on every
+way out; a failure leaves everything written so far readable and is reported with
+the dataset's path.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..log import logger
+from ..microscope.engine import ISIMEngine
+from ..microscope.safety import lasers_guarded
+from ..storage.dataset import DatasetWriter, Geometry
+from .assembler import VolumeAssembler
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from ..microscope.rig import Rig
+    from ..storage.volume import Volume
+    from .plans import PreparedPlan
+
+
+class AcquisitionError(RuntimeError):
+    """The acquisition stopped early; data written so far is in ``dataset``."""
+
+    def __init__(self, message: str, dataset: Path) -> None:
+        super().__init__(f"{message}\n  data acquired so far is readable in {dataset}")
+        self.dataset = dataset
+
+
+@dataclass
+class RunResult:
+    """What a run produced."""
+
+    dataset: Path
+    status: str
+    frames: int
+    volumes: int
+    expected_frames: int
+    seconds: float
+    incomplete_volumes: list[tuple[int, int, int]] = field(default_factory=list)
+
+    @property
+    def frames_lost(self) -> int:
+        return self.expected_frames - self.frames if self.status == "completed" else 0
+
+
+def dataset_path(prepared: PreparedPlan, out_dir: Path | None = None) -> Path:
+    storage = prepared.plan.storage
+    return Path(out_dir or storage.out_dir) / f"{storage.name}.ome.zarr"
+
+
+def run_plan(
+    rig: Rig,
+    prepared: PreparedPlan,
+    *,
+    out: Path | None = None,
+    listeners: list[Callable[[Volume], None]] | None = None,
+    on_frame: Callable[[int], None] | None = None,
+    overwrite: bool = False,
+    writer_hook: Callable[[DatasetWriter], None] | None = None,
+) -> RunResult:
+    """Acquire ``prepared`` on ``rig`` into a new dataset and return the result.
+
+    Raises
+    ------
+    AcquisitionError
+        If the run failed (device error, write error); lasers are off, the data so
+        far is on disk.
+    KeyboardInterrupt
+        Re-raised after a clean, safe stop (dataset status ``cancelled``).
+    """
+    core, plan = rig.core, prepared.plan
+    path = dataset_path(prepared, out)
+    for p in prepared.presets:
+        rig.define_illumination(p.name, {p.line_nm: p.power_mw})
+    w, h = plan.camera_roi_px
+    core.setROI((2048 - w) // 2, (2048 - h) // 2, w, h)
+    names = [p.name for p in prepared.presets]
+    geometry = Geometry(
+        planes=prepared.planes,
+        height=h,
+        width=w,
+        pixel_size_um=rig.config.pixel_size_um,
+        z_step_um=plan.zstack.step_um,
+        n_t=prepared.n_t,
+        n_p=prepared.n_p,
+        n_c=prepared.n_c,
+        interval_s=getattr(plan, "interval_s", 1.0),
+        channels=tuple(names),
+    )
+    writer = DatasetWriter(
+        path,
+        plan.kind,
+        geometry,
+        plan=plan.model_dump(mode="json"),
+        rig=rig.config.model_dump(mode="json"),
+        compression=plan.storage.compression,
+        tiles=prepared.tiles or None,
+        overwrite=overwrite,
+    )
+    if writer_hook is not None:
+        writer_hook(writer)
+    assembler = VolumeAssembler(
+        prepared.planes, names, sink=writer.write, listeners=listeners, on_frame=on_frame
+    )
+    core.mda.set_engine(ISIMEngine(core, rig.config))
+    status, error = "completed", None
+    t0 = time.perf_counter()
+    try:
+        with lasers_guarded(core, rig.config):
+            core.mda.run(prepared.sequence, output=[assembler])
+            if assembler.errors:
+                raise assembler.errors[0]
+    except KeyboardInterrupt:
+        status = "cancelled"
+        raise
+    except Exception as exc:
+        status, error = "failed", exc
+    finally:
+        seconds = time.perf_counter() - t0
+        summary: dict[str, Any] = {
+            "frames": assembler.frames,
+            "volumes": assembler.volumes,
+            "expected_frames": prepared.n_frames,
+            "seconds": round(seconds, 3),
+            "incomplete_volumes": [list(k) for k in assembler.incomplete],
+        }
+        if error is not None:
+            summary["error"] = f"{type(error).__name__}: {error}"
+        writer.finish(status, **summary)
+        logger.info(
+            "acquisition %s: %d frames, %d volumes in %.1f s",
+            status,
+            assembler.frames,
+            assembler.volumes,
+            seconds,
+        )
+    if error is not None:
+        raise AcquisitionError(
+            f"acquisition failed: {type(error).__name__}: {error}", path
+        ) from error
+    return RunResult(
+        path,
+        status,
+        assembler.frames,
+        assembler.volumes,
+        prepared.n_frames,
+        seconds,
+        assembler.incomplete,
+    )

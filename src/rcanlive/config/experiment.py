@@ -1,0 +1,125 @@
+"""Experiment configs, one per use: live 4D, training pairs, gel tiling.
+
+Units are in the field names (``_um``, ``_ms``, ``_s``, ``_mw``, ``_w_cm2``).
+Everything here validates without touching hardware; checks that need the rig
+(FOV, overlap, stage limits, laser lines) run in :mod:`rcanlive.acquisition.plans`
+before anything moves.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Literal
+
+from pydantic import Field, model_validator
+
+from .loading import FrozenModel, load_config
+
+if TYPE_CHECKING:
+    from .rig import SimulationSettings
+
+
+class Illumination(FrozenModel):
+    """One laser line at a power at the objective (mW) or an intensity (W/cm²)."""
+
+    line_nm: int = 488
+    power_mw: float | None = Field(None, ge=0)
+    intensity_w_cm2: float | None = Field(None, ge=0)
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Illumination:
+        if (self.power_mw is None) == (self.intensity_w_cm2 is None):
+            raise ValueError("give exactly one of power_mw or intensity_w_cm2")
+        return self
+
+
+class ZStack(FrozenModel):
+    """A z-stack centred on the focus: ``planes`` planes ``step_um`` apart."""
+
+    planes: int = Field(25, ge=1, le=1000)
+    step_um: float = Field(0.25, gt=0, le=10)
+
+    @property
+    def range_um(self) -> float:
+        return (self.planes - 1) * self.step_um
+
+
+class Storage(FrozenModel):
+    """Where and how the dataset is written."""
+
+    out_dir: Path = Path("data")
+    name: str = Field("run", pattern=r"^[A-Za-z0-9_.-]+$")
+    compression: Literal["none", "zstd", "blosc-lz4"] = "none"
+
+
+class _PlanBase(FrozenModel):
+    rig: str = "simulated"  # "simulated" or a path to a rig file
+    exposure_ms: float = Field(50.0, gt=0, le=10_000)
+    camera_roi_px: tuple[int, int] = (512, 512)  # (width, height), centred
+    zstack: ZStack = ZStack()
+    focus_um: float | None = None  # piezo position of the stack centre; None = current
+    storage: Storage = Storage()
+    #: simulated rigs only: replaces the rig file's [simulation] table
+    simulation: SimulationSettings | None = None
+
+    @model_validator(mode="after")
+    def _roi(self) -> _PlanBase:
+        w, h = self.camera_roi_px
+        if not (1 <= w <= 2048 and 1 <= h <= 2048):
+            raise ValueError(f"camera_roi_px {self.camera_roi_px} must be within 1–2048")
+        return self
+
+
+class LivePlan(_PlanBase):
+    """Live 4D time-lapse: a z-stack per channel every ``interval_s``."""
+
+    kind: Literal["live"] = "live"
+    volumes: int = Field(20, ge=1, le=1_000_000)
+    interval_s: float = Field(5.6, ge=0)
+    position_um: tuple[float, float] | None = None  # None = where the stage is
+    channels: list[Illumination] = Field(min_length=1)
+
+
+class PairsPlan(_PlanBase):
+    """Matched low/high training pairs: N volumes at each of M positions."""
+
+    kind: Literal["pairs"] = "pairs"
+    volumes_per_position: int = Field(5, ge=1, le=10_000)
+    positions_um: list[tuple[float, float]] = Field(min_length=1)
+    switch: Literal["plane", "volume"] = "plane"
+    low: Illumination
+    high: Illumination
+
+    @model_validator(mode="after")
+    def _same_line(self) -> PairsPlan:
+        if self.low.line_nm != self.high.line_nm:
+            raise ValueError("low and high must use the same laser line (line_nm)")
+        return self
+
+
+class TilingPlan(_PlanBase):
+    """Zigzag (serpentine) tiling of a large sample with a z-stack per tile."""
+
+    kind: Literal["tile"] = "tile"
+    center_um: tuple[float, float] = (0.0, 0.0)
+    rows: int = Field(3, ge=1, le=100)
+    columns: int = Field(3, ge=1, le=100)
+    step_um: float = Field(70.0, gt=0, le=150)
+    min_overlap: float = Field(0.20, ge=0, lt=1)
+    force_overlap: bool = False  # accept overlap below min_overlap
+    channel: Illumination
+
+
+Plan = Annotated[LivePlan | PairsPlan | TilingPlan, Field(discriminator="kind")]
+PLAN_TYPES: dict[str, type[_PlanBase]] = {
+    "live": LivePlan,
+    "pairs": PairsPlan,
+    "tile": TilingPlan,
+}
+
+
+def load_plan(
+    path: str | Path, kind: str, **overrides: object
+) -> LivePlan | PairsPlan | TilingPlan:
+    """Load an experiment config of ``kind`` (live, pairs or tile)."""
+    return load_config(path, PLAN_TYPES[kind], **overrides)  # type: ignore[return-value]

@@ -1,0 +1,1 @@
+"""The simulated iSIM: pure-Python MMCore devices, optics and samples."""

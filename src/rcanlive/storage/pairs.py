@@ -1,0 +1,30 @@
+"""Training pairs from a pairs dataset, for :mod:`rcanlive.training`."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .dataset import open_dataset
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+
+def read_pairs(path: str | Path) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Yield ``(low, high)`` float32 ZYX volumes for every completed pair.
+
+    A pair is yielded only when both its low and its high volume were completed.
+    """
+    ds = open_dataset(path)
+    if ds.kind != "pairs":
+        raise ValueError(f"{path} is a {ds.kind!r} dataset, not a pairs dataset")
+    done = {(r["t"], r["p"], r["c"]) for r in ds.volumes}
+    keys = sorted({(t, p) for t, p, _ in done})
+    for t, p in keys:
+        if (t, p, 0) in done and (t, p, 1) in done:
+            low = ds.volume(t, 0, p).astype(np.float32)
+            high = ds.volume(t, 1, p).astype(np.float32)
+            yield low, high
