@@ -119,6 +119,17 @@ def run_plan(
             core.mda.run(prepared.sequence, output=[assembler])
             if assembler.errors:
                 raise assembler.errors[0]
+            if (
+                core.mda.status.finish_reason is not None
+                and core.mda.status.finish_reason.name == "CANCELED"
+            ):
+                status = "cancelled"
+            elif assembler.frames != prepared.n_frames:
+                # e.g. the camera's acquisition thread died: the MDA ends quietly
+                raise RuntimeError(
+                    f"the camera delivered {assembler.frames} of {prepared.n_frames} frames; "
+                    f"incomplete volumes (t, p, c): {assembler.incomplete or 'none'}"
+                )
     except KeyboardInterrupt:
         status = "cancelled"
         raise

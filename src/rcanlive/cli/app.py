@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-
 import typer
 from rich.console import Console
 
@@ -35,26 +33,11 @@ USER_ERRORS: tuple[type[BaseException], ...] = (ConfigError, UserError, FileNotF
 def run_cli(argv: list[str]) -> int:
     """Run the app; user errors print one message and exit 2, never a traceback."""
     try:
-        app(args=argv, prog_name="rcanlive", standalone_mode=False)
+        app(args=argv, prog_name="rcanlive", standalone_mode=True)
     except USER_ERRORS as exc:
         console.print(f"[bold red]error:[/] {exc}", highlight=False)
         return 2
-    except KeyboardInterrupt:
-        console.print("[yellow]interrupted[/]: hardware was made safe; data so far is on disk")
-        return 130
-    except SystemExit as exc:  # typer/click exits
-        return int(exc.code or 0)
-    except Exception as exc:
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            return exc.exit_code
-        if isinstance(exc, click.exceptions.Abort):
-            return 130
-        raise
+    except SystemExit as exc:  # typer exits here in standalone mode
+        code = exc.code
+        return code if isinstance(code, int) else (0 if code is None else 1)
     return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(run_cli(sys.argv[1:]))

@@ -9,14 +9,12 @@ before anything moves.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
 from .loading import FrozenModel, load_config
-
-if TYPE_CHECKING:
-    from .rig import SimulationSettings
+from .rig import SimulationSettings
 
 
 class Illumination(FrozenModel):

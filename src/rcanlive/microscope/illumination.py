@@ -46,11 +46,13 @@ def aotf_value(line: LaserLine, power_mw: float) -> float:
     if power_mw == 0:
         return 0.0
     table = np.asarray(line.calibration, dtype=float)
-    inverse = PchipInterpolator(table[:, 1], table[:, 0])
-    return float(np.clip(inverse(power_mw), table[0, 0], table[-1, 0]))
+    # Interpolate against √P, the optical field amplitude: an AOTF's response is
+    # close to linear in it at low power, where P itself is strongly curved.
+    inverse = PchipInterpolator(np.sqrt(table[:, 1]), table[:, 0])
+    return float(np.clip(inverse(np.sqrt(power_mw)), table[0, 0], table[-1, 0]))
 
 
 def aotf_power_mw(line: LaserLine, value: float) -> float:
     """Calibrated power (mW) at the objective for an AOTF value."""
     table = np.asarray(line.calibration, dtype=float)
-    return float(PchipInterpolator(table[:, 0], table[:, 1])(value))
+    return float(PchipInterpolator(table[:, 0], np.sqrt(table[:, 1]))(value)) ** 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -126,16 +127,22 @@ def open_rig(rig: RigConfig | str | Path) -> Rig:
     core = UniMMCore()
     try:
         core.loadSystemConfiguration(str(cfg))
+        problem = None
     except Exception as exc:
         missing = _missing_adapters(core, cfg)
-        hint = (
+        problem = (
             f"missing Micro-Manager device adapter(s): {', '.join(missing)}. Install "
             "Micro-Manager with these adapters (mmcore install) on the rig's computer, "
             "or use --simulate"
             if missing
             else str(exc).splitlines()[-1]
         )
-        raise RigError(f"cannot open rig {config.name!r} from {cfg.name}: {hint}") from None
+    if problem is not None:
+        # A core left half-loaded aborts the interpreter at exit ("exception not
+        # rethrown" from MMCore's threads); collect it now, while it is safe.
+        del core
+        gc.collect()
+        raise RigError(f"cannot open rig {config.name!r} from {cfg.name}: {problem}")
     core.setAutoShutter(False)
     if config.simulated and world is not None:
         cam = config.camera_device

@@ -1,0 +1,158 @@
+"""``rcanlive acquire live|pairs|tile``: run an experiment config on a rig."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from .app import UserError, app, console
+
+if TYPE_CHECKING:
+    from ..acquisition.plans import PreparedPlan
+    from ..acquisition.runner import RunResult
+    from ..config.experiment import LivePlan, PairsPlan, TilingPlan
+    from ..config.rig import RigConfig
+
+acquire_app = typer.Typer(
+    help=(
+        "Acquire with a plan from a config file (live 4D, training pairs, gel tiling).\n\n"
+        "Example: rcanlive acquire live --config configs/live-4d.toml --simulate"
+    ),
+    no_args_is_help=True,
+)
+app.add_typer(acquire_app, name="acquire")
+
+ConfigOpt = Annotated[
+    Path, typer.Option("--config", "-c", help="Experiment config (TOML/YAML/JSON).")
+]
+SimulateOpt = Annotated[
+    bool, typer.Option("--simulate", help="Run on the simulated iSIM, whatever the config's rig.")
+]
+OutOpt = Annotated[
+    Path | None, typer.Option("--out", "-o", help="Output folder (overrides storage.out_dir).")
+]
+OverwriteOpt = Annotated[
+    bool, typer.Option("--overwrite", help="Replace an existing dataset of the same name.")
+]
+
+
+def load_and_prepare(
+    kind: str, config: Path, simulate: bool, out: Path | None
+) -> tuple[LivePlan | PairsPlan | TilingPlan, RigConfig, PreparedPlan]:
+    """Validate the plan and the rig completely, touching no hardware."""
+    from ..acquisition.plans import PlanError, prepare
+    from ..config.experiment import load_plan
+    from ..config.rig import load_rig
+    from ..microscope.rig import simulated_rig_path
+
+    plan = load_plan(config, kind)
+    if out is not None:
+        plan = plan.replace(storage={**plan.storage.model_dump(), "out_dir": out})
+    if simulate or plan.rig == "simulated":
+        rig = load_rig(simulated_rig_path())
+        if plan.simulation is not None:
+            rig = rig.replace(simulation=plan.simulation.model_dump())
+    else:
+        rig_path = Path(plan.rig)
+        if not rig_path.is_absolute():
+            rig_path = (
+                (config.parent / rig_path) if (config.parent / rig_path).exists() else rig_path
+            )
+        rig = load_rig(rig_path)
+    try:
+        prepared = prepare(plan, rig)
+    except PlanError as exc:
+        raise UserError(f"{config}: {exc}") from None
+    return plan, rig, prepared
+
+
+def run_with_progress(
+    kind: str, config: Path, simulate: bool, out: Path | None, overwrite: bool
+) -> RunResult:
+    """Open the rig, run the plan with a progress bar and print the summary."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from ..acquisition.runner import AcquisitionError, dataset_path, run_plan
+    from ..microscope.rig import RigError, open_rig
+
+    _plan, rig_config, prepared = load_and_prepare(kind, config, simulate, out)
+    path = dataset_path(prepared)
+    if path.exists() and not overwrite:
+        raise UserError(f"{path} already exists; pass --overwrite or change storage.name")
+    console.print(prepared.describe(), highlight=False)
+    try:
+        rig = open_rig(rig_config)
+    except RigError as exc:
+        raise UserError(str(exc)) from None
+    columns = (
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console, transient=False) as bar:
+        frames = bar.add_task("frames", total=prepared.n_frames)
+        volumes = bar.add_task("volumes", total=prepared.n_volumes)
+        try:
+            result = run_plan(
+                rig,
+                prepared,
+                overwrite=overwrite,
+                on_frame=lambda n: bar.update(frames, completed=n),
+                listeners=[lambda v: bar.advance(volumes)],
+            )
+        except AcquisitionError as exc:
+            console.print(f"[bold red]acquisition failed[/]: {exc}", highlight=False)
+            raise typer.Exit(1) from None
+        finally:
+            rig.close()
+    console.print(
+        f"[green]done[/]: {result.frames}/{result.expected_frames} frames, "
+        f"{result.volumes} volumes in {result.seconds:.1f} s → {result.dataset}",
+        highlight=False,
+    )
+    return result
+
+
+@acquire_app.command("live")
+def live(
+    config: ConfigOpt,
+    simulate: SimulateOpt = False,
+    out: OutOpt = None,
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """Live 4D time-lapse: a z-stack per channel every interval.
+
+    Example: rcanlive acquire live --config configs/live-4d.toml --simulate --out data
+    """
+    run_with_progress("live", config, simulate, out, overwrite)
+
+
+@acquire_app.command("pairs")
+def pairs(
+    config: ConfigOpt,
+    simulate: SimulateOpt = False,
+    out: OutOpt = None,
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """Matched low/high intensity training pairs at every plane or volume.
+
+    Example: rcanlive acquire pairs --config configs/training-pairs.toml --simulate
+    """
+    run_with_progress("pairs", config, simulate, out, overwrite)
+
+
+@acquire_app.command("tile")
+def tile(
+    config: ConfigOpt,
+    simulate: SimulateOpt = False,
+    out: OutOpt = None,
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """Zigzag tiling of a large sample, a z-stack at every tile.
+
+    Example: rcanlive acquire tile --config configs/gel-tiling.toml --simulate
+    """
+    run_with_progress("tile", config, simulate, out, overwrite)

@@ -1,0 +1,141 @@
+"""Failures mid-acquisition: lasers off, data so far readable, a clear error."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+
+from rcanlive.acquisition import AcquisitionError, prepare, run_plan
+from rcanlive.config.experiment import load_plan
+from rcanlive.simulation.devices import SimCamera, SimPiezo
+from rcanlive.storage import open_dataset, read_log
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def _small_live(volumes: int = 4):
+    # interval > 0: each volume is its own hardware sequence (interval 0 merges them)
+    return load_plan(CONFIGS / "live-4d.toml", "live").replace(
+        volumes=volumes,
+        interval_s=0.05,
+        zstack={"planes": 4, "step_um": 0.5},
+        camera_roi_px=(64, 64),
+    )
+
+
+# The camera's acquisition thread dies with the error (as a real adapter's would);
+# pytest reports that thread's exception, which is the point of the test.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+@pytest.mark.parametrize("failing", ["piezo", "camera"])
+def test_device_failure_mid_run(failing, open_sim_rig, sim_rig_config, tmp_path, monkeypatch):
+    plan = _small_live()
+    prepared = prepare(plan, sim_rig_config)
+    rig = open_sim_rig()
+    if failing == "piezo":  # the piezo controller dies when the 3rd stack is loaded
+        calls = {"n": 0}
+        original = SimPiezo.send_sequence
+
+        def broken(self, seq):
+            calls["n"] += 1
+            if calls["n"] == 3:
+                raise OSError("piezo controller not responding")
+            return original(self, seq)
+
+        monkeypatch.setattr(SimPiezo, "send_sequence", broken)
+    else:  # the camera's cable is pulled during the 3rd volume
+        original = SimCamera._render
+        count = {"n": 0}
+
+        def broken(self, z, aotf):
+            count["n"] += 1
+            if count["n"] == 10:
+                raise OSError("camera link lost")
+            return original(self, z, aotf)
+
+        monkeypatch.setattr(SimCamera, "_render", broken)
+    with pytest.raises(AcquisitionError) as info:
+        run_plan(rig, prepared, out=tmp_path, writer_hook=None)
+    assert "readable in" in str(info.value)
+    # lasers: AOTF at 0 and the blanking closed, in the world and as the core reads them
+    assert rig.world.lasers_off()
+    assert float(rig.core.getProperty("AOTF", "488nm")) == 0.0
+    assert not rig.core.getShutterOpen("Blanking")
+    ds = open_dataset(info.value.dataset)
+    assert ds.status == "failed" and "Error" in ds.meta["summary"]["error"]
+    done = [rec["t"] for rec in ds.volumes]
+    if failing == "piezo":  # setting up the 3rd stack fails: the run stops there
+        assert done == [0, 1]
+    else:  # the 3rd volume loses frames; the camera recovers for the 4th
+        assert done == [0, 1, 3]
+        assert "delivered 13 of 16 frames" in str(info.value)
+        assert "(2, 0, 0)" in str(info.value)
+    for rec in ds.volumes:
+        vol = ds.volume(rec["t"], rec["c"])
+        assert vol.shape == (4, 64, 64) and vol.min() > 0  # real frames, not fill value
+
+
+def test_sigkill_leaves_readable_dataset(tmp_path):
+    """Kill -9 mid-run: the dataset opens and holds every volume logged as complete."""
+    cfg = tmp_path / "live.toml"
+    cfg.write_text(
+        (CONFIGS / "live-4d.toml")
+        .read_text()
+        .replace("volumes = 20", "volumes = 200")
+        .replace("interval_s = 5.6", "interval_s = 0.0")
+        .replace("planes = 25", "planes = 6")
+        .replace("exposure_ms = 50.0", "exposure_ms = 10.0")
+        .replace("camera_roi_px = [512, 512]", "camera_roi_px = [128, 128]")
+    )
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "rcanlive",
+            "acquire",
+            "live",
+            "--config",
+            str(cfg),
+            "--simulate",
+            "--out",
+            str(out),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    path = out / "live-4d.ome.zarr"
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline:
+            if len(read_log(path)) >= 3:
+                break
+            assert proc.poll() is None, "acquisition ended before it could be killed"
+            time.sleep(0.05)
+        else:
+            pytest.fail("no volume was completed within 120 s")
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    ds = open_dataset(path)
+    assert ds.status == "acquiring"  # never finished: the kill left no summary
+    assert len(ds.volumes) >= 3
+    for rec in ds.volumes:
+        vol = ds.volume(rec["t"], rec["c"])
+        assert vol.shape == (6, 128, 128)
+        assert vol.min() > 0 and np.isfinite(vol).all()
+    # the NGFF metadata is intact for an independent reader
+    from ome_zarr_models.v05.image import Image
+
+    Image.from_zarr(zarr.open_group(path / "raw", mode="r"))
+    # and the log's last line is complete JSON
+    lines = (path / "volumes.jsonl").read_text().splitlines()
+    json.loads(lines[len(ds.volumes) - 1])
