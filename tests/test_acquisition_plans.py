@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
 import pytest
 
 from rcanlive.acquisition import prepare, run_plan, serpentine
 from rcanlive.config.experiment import load_plan
 from rcanlive.storage import open_dataset
+
+if TYPE_CHECKING:
+    import numpy as np
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -67,7 +70,7 @@ def test_pairs_differ_only_in_intensity(open_sim_rig, sim_rig_config, tmp_path):
     plan = load_plan(CONFIGS / "training-pairs.toml", "pairs").replace(
         volumes_per_position=2, zstack={"planes": 4, "step_um": 0.5}, camera_roi_px=(64, 64)
     )
-    prepared, result, frames = _run(open_sim_rig, sim_rig_config, plan, tmp_path)
+    _prepared, result, frames = _run(open_sim_rig, sim_rig_config, plan, tmp_path)
     n_pos = len(plan.positions_um)
     assert len(frames) == 2 * n_pos * 2 * 4 == result.frames
     # switch = "plane": low, high, low, high ... at every plane
@@ -112,7 +115,7 @@ def test_tiling_is_serpentine_and_matches_manifest(open_sim_rig, sim_rig_config,
         zstack={"planes": 2, "step_um": 0.5},
         camera_roi_px=(128, 128),
     )
-    prepared, result, frames = _run(open_sim_rig, sim_rig_config, plan, tmp_path)
+    _prepared, result, frames = _run(open_sim_rig, sim_rig_config, plan, tmp_path)
     assert result.frames == 3 * 4 * 2
     manifest = open_dataset(result.dataset).tile_manifest()
     assert [(t["row"], t["col"]) for t in manifest] == serpentine(3, 4)

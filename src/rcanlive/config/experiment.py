@@ -120,4 +120,12 @@ def load_plan(
     path: str | Path, kind: str, **overrides: object
 ) -> LivePlan | PairsPlan | TilingPlan:
     """Load an experiment config of ``kind`` (live, pairs or tile)."""
+    from .loading import ConfigError, _read_mapping
+
+    found = _read_mapping(Path(path)).get("kind")
+    if found is not None and found != kind:
+        raise ConfigError(
+            f"{path}: kind = {found!r} is a {found} config; run `rcanlive acquire {found}` "
+            f"with it, or give a {kind} config"
+        )
     return load_config(path, PLAN_TYPES[kind], **overrides)  # type: ignore[return-value]

@@ -14,8 +14,9 @@ Physics
 * Photobleaching is dose-driven: each exposure removes a fraction
   ``1 - 2^(-dose / dose_half_J_cm2)`` of the fluorophores in the illuminated field
   (all depths: iSIM excitation crosses the whole specimen). The default half-dose
-  makes 360 W/cm² halve the signal in 7 volumes of the default live plan
-  (25 planes × 50 ms), while 4.2 W/cm² needs ~600 volumes.
+  (a half-life of 6.5 volumes of the default live plan, 25 planes × 50 ms, at
+  360 W/cm²) lets seven volumes be taken before the signal drops below half, as in
+  the paper's Fig. 1e; at 4.2 W/cm² the half-life is ~560 volumes.
 * Frames: the sample pre-blurred by the iSIM PSF, interpolated at the focal plane,
   cropped at the stage position (plus the stage's true positioning error), scaled
   by remaining fluorescence × intensity × exposure × brightness, then Poisson +
@@ -72,7 +73,7 @@ class World:
         #: expected photoelectrons per voxel of density 1, per (W/cm² · s)
         self.brightness = 120.0
         #: dose (J/cm²) that halves the fluorescence
-        self.dose_half_j_cm2 = 7 * 360.0 * 25 * 0.050
+        self.dose_half_j_cm2 = 6.5 * 360.0 * 25 * 0.050
         self.autofluorescence = 0.01  # relative background density
         self.focus_um = 50.0  # piezo position at which the sample's middle is in focus
         self.stage_error_um = 0.0  # σ of the XY stage's positioning error

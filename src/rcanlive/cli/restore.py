@@ -1,0 +1,379 @@
+"""``rcanlive restore``: restore TIFF volumes (or an OME-Zarr dataset) offline."""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from .app import UserError, app, console
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    import numpy as np
+
+    from ..inference import Backend
+
+
+class BackendChoice(StrEnum):
+    """Backend names the CLI accepts."""
+
+    auto = "auto"
+    eager = "eager"
+    compiled = "compiled"
+    onnx = "onnx"
+    tensorrt = "tensorrt"
+
+
+class PrecisionChoice(StrEnum):
+    """Precisions the CLI accepts."""
+
+    auto = "auto"
+    fp32 = "fp32"
+    bf16 = "bf16"
+    fp16 = "fp16"
+
+
+class OutputChoice(StrEnum):
+    """What restored volumes hold."""
+
+    intensity = "intensity"
+    normalized = "normalized"
+
+
+TIFF_SUFFIXES = (".tif", ".tiff")
+
+
+def parse_zyx(text: str | None, what: str = "--tile") -> tuple[int, int, int] | None:
+    """Parse ``"16,256,256"`` or ``"16x256x256"`` into ``(Z, Y, X)``; None stays None.
+
+    Raises
+    ------
+    UserError
+        If the text is not three positive integers.
+    """
+    if text is None:
+        return None
+    parts = [p for p in re.split(r"[,x×\s]+", text.strip().lower()) if p]
+    if len(parts) != 3 or not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise UserError(
+            f"{what} must be three positive integers Z,Y,X (e.g. 16,256,256), got {text!r}"
+        )
+    return int(parts[0]), int(parts[1]), int(parts[2])
+
+
+def resolve_model_path(model: Path | None) -> Path:
+    """The model to use: ``--model`` if given, else the bundled one.
+
+    Raises
+    ------
+    UserError
+        If no model was given and this install bundles none.
+    """
+    if model is not None:
+        if not model.exists():
+            raise UserError(f"model not found: {model}")
+        return model
+    from .. import model as model_pkg
+
+    bundled = getattr(model_pkg, "bundled_model_path", None)
+    path = bundled() if callable(bundled) else None
+    if path is None or not Path(path).exists():
+        raise UserError(
+            "no --model given and this install has no bundled model; pass a checkpoint "
+            "from `rcanlive train` or an artifact from `rcanlive export` with --model"
+        )
+    return Path(path)
+
+
+def open_backend(
+    model: Path,
+    backend: str,
+    precision: str,
+    device: str,
+    tile: tuple[int, int, int] | None,
+    batch_size: int,
+    cache_dir: Path | None,
+) -> Backend:
+    """Create the backend, turning every failure a user can fix into a UserError."""
+    from ..inference import BackendError, create_backend, is_artifact
+    from ..model import CheckpointError
+
+    what = (
+        "opening"
+        if is_artifact(model)
+        else "preparing (compiled backends build once, then load from cache)"
+    )
+    console.print(f"{backend} backend for {model.name}: {what} ...", highlight=False)
+    try:
+        return create_backend(
+            backend,
+            model,
+            precision,
+            device,
+            tile,
+            batch_size=batch_size,
+            cache_dir=cache_dir,
+        )
+    except (BackendError, CheckpointError, ValueError) as exc:
+        raise UserError(str(exc)) from None
+
+
+def _tiff_jobs(source: Path, out: Path | None) -> list[tuple[Path, Path]]:
+    """Pairs (input TIFF, output TIFF) for a file or a folder of TIFFs."""
+    if out is None:
+        raise UserError("give an output path: rcanlive restore IN OUT")
+    if source.is_file():
+        if source.suffix.lower() not in TIFF_SUFFIXES:
+            raise UserError(f"{source} is not a TIFF file (.tif/.tiff) or an OME-Zarr (.zarr)")
+        target = out / source.name if out.is_dir() else out
+        return [(source, target)]
+    files = sorted(p for p in source.iterdir() if p.suffix.lower() in TIFF_SUFFIXES)
+    if not files:
+        raise UserError(f"no .tif/.tiff files in {source}")
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{source} is a folder, so OUT must be a folder; {out} is a file")
+    if out.resolve() == source.resolve():
+        raise UserError("OUT must differ from IN, or the raw files would be overwritten")
+    return [(f, out / f.name) for f in files]
+
+
+def _read_tiff(path: Path) -> tuple[np.ndarray, str]:
+    """A TIFF as ``(..., Z, Y, X)`` and the axes string to write it back with."""
+    import numpy as np
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            data = series.asarray()
+            axes = str(series.axes)
+    except (tifffile.TiffFileError, OSError, ValueError) as exc:
+        raise UserError(f"cannot read {path}: {exc}") from None
+    if data.ndim < 2 or len(axes) != data.ndim:
+        raise UserError(f"{path}: expected an image stack, got shape {data.shape}")
+    if axes.endswith("S") or not axes.endswith("YX"):
+        raise UserError(
+            f"{path}: axes {axes!r} do not end in Y, X (RGB or unusual layout); save "
+            "one channel as a Z, Y, X stack"
+        )
+    if data.ndim == 2:
+        return data[None], "ZYX"
+    if "Z" in axes[:-2] and axes[-3] != "Z":
+        z = axes.index("Z")
+        data = np.moveaxis(data, z, -3)
+        axes = axes[:z] + axes[z + 1 : -2] + "ZYX"
+    return data, axes
+
+
+def _restore_tiffs(
+    jobs: list[tuple[Path, Path]],
+    make_backend: Callable[[tuple[int, ...]], Backend],
+    *,
+    tile: tuple[int, int, int] | None,
+    overlap: tuple[int, int, int] | None,
+    batch_size: int,
+    output: str,
+    overwrite: bool,
+) -> None:
+    import numpy as np
+    import tifffile
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from ..inference import BackendError, predict_volume
+
+    for _, target in jobs:
+        if target.exists() and not overwrite:
+            raise UserError(f"{target} exists; pass --overwrite to replace it")
+    first, axes = _read_tiff(jobs[0][0])
+    backend = make_backend(first.shape[-3:])
+    console.print(
+        f"restoring {len(jobs)} file(s) with {backend.name} {backend.precision} on "
+        f"{backend.device}",
+        highlight=False,
+    )
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("tiles"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    try:
+        with Progress(*columns, console=console) as bar:
+            for number, (source, target) in enumerate(jobs):
+                data, axes = (first, axes) if number == 0 else _read_tiff(source)
+                stack = data.reshape(-1, *data.shape[-3:])
+                restored = np.empty(stack.shape, dtype=np.float32)
+                task = bar.add_task(source.name, total=None)
+
+                for v, volume in enumerate(stack):
+
+                    def update(
+                        done: int, total: int, v: int = v, task: Any = task, n: int = len(stack)
+                    ) -> None:
+                        bar.update(task, completed=v * total + done, total=n * total)
+
+                    try:
+                        restored[v] = predict_volume(
+                            volume,
+                            backend,
+                            tile_shape=None if backend.tile_shape else tile,
+                            overlap=overlap,
+                            batch_size=batch_size,
+                            progress=update,
+                            output=output,  # type: ignore[arg-type]
+                        )
+                    except ValueError as exc:
+                        raise UserError(f"{source}: volume {v}: {exc}") from None
+                    except BackendError as exc:
+                        raise UserError(f"{source}: {exc}") from None
+                target.parent.mkdir(parents=True, exist_ok=True)
+                # minisblack: a stack of 3 or 4 planes must not be stored as RGB.
+                tifffile.imwrite(
+                    target,
+                    restored.reshape(data.shape),
+                    photometric="minisblack",
+                    metadata={"axes": axes},
+                )
+    finally:
+        backend.close()
+    console.print(f"wrote {len(jobs)} restored file(s) (float32)", highlight=False)
+
+
+def _restore_dataset(
+    source: Path, out: Path | None, make_backend: Callable[[], Backend], **options: Any
+) -> None:
+    try:
+        from ..storage import restore_dataset  # type: ignore[attr-defined]
+    except ImportError:
+        raise UserError(
+            f"{source} is an OME-Zarr dataset, but this install cannot restore datasets "
+            "yet (rcanlive.storage.restore_dataset is missing); export its volumes as "
+            "TIFF and restore those"
+        ) from None
+    backend = make_backend()
+    try:
+        restore_dataset(source, backend, out=out, **options)
+    finally:
+        backend.close()
+
+
+@app.command(
+    "restore",
+    help=(
+        "Restore raw volumes offline with a trained RCAN.\n\n"
+        "IN is a TIFF stack (Z, Y, X; extra leading axes such as T are restored volume by "
+        "volume), a folder of TIFFs, or an OME-Zarr dataset (.zarr). Restored TIFFs are "
+        "float32 in the raw intensity scale. Without --model the bundled model is used.\n\n"
+        "Example: rcanlive restore raw/cell01.tif restored/cell01.tif --model runs/isim/best.pt "
+        "--backend compiled --precision bf16 --tile 16,256,256"
+    ),
+)
+def restore_command(
+    source: Annotated[
+        Path, typer.Argument(metavar="IN", help="TIFF file, folder of TIFFs, or .zarr dataset.")
+    ],
+    out: Annotated[
+        Path | None,
+        typer.Argument(
+            metavar="[OUT]", help="Output TIFF or folder (optional for a .zarr dataset)."
+        ),
+    ] = None,
+    model: Annotated[
+        Path | None,
+        typer.Option(
+            "--model", "-m", help="Checkpoint (.pt) or exported artifact (.pt2/.onnx/.engine)."
+        ),
+    ] = None,
+    backend: Annotated[
+        BackendChoice, typer.Option("--backend", "-b", help="Inference backend.")
+    ] = BackendChoice.auto,
+    precision: Annotated[
+        PrecisionChoice,
+        typer.Option("--precision", "-p", help="auto: the best the backend runs here."),
+    ] = PrecisionChoice.auto,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
+    tile: Annotated[
+        str | None,
+        typer.Option("--tile", help="Tile Z,Y,X (default: the volume, capped at 32,256,256)."),
+    ] = None,
+    overlap: Annotated[
+        str | None, typer.Option("--overlap", help="Tile overlap Z,Y,X (default 4,32,32).")
+    ] = None,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", min=1, help="Tiles per backend call.")
+    ] = 1,
+    output: Annotated[
+        OutputChoice,
+        typer.Option("--output", help="intensity (raw scale) or normalized (network output)."),
+    ] = OutputChoice.intensity,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace existing output files.")
+    ] = False,
+    only_missing: Annotated[
+        bool,
+        typer.Option("--only-missing", help="Dataset only: restore just the volumes skipped live."),
+    ] = False,
+    cache_dir: Annotated[
+        Path | None, typer.Option("--cache-dir", help="Where built engines are cached.")
+    ] = None,
+) -> None:
+    """Restore IN into OUT."""
+    if not source.exists():
+        raise UserError(f"input not found: {source}")
+    tile_shape = parse_zyx(tile, "--tile")
+    overlap_zyx = parse_zyx(overlap, "--overlap") if overlap else None
+    model_path = resolve_model_path(model)
+    is_dataset = source.is_dir() and source.suffix.lower() == ".zarr"
+    if only_missing and not is_dataset:
+        raise UserError("--only-missing applies to OME-Zarr datasets (.zarr) only")
+
+    def make_backend(volume_shape: tuple[int, ...]) -> Backend:
+        from ..inference import choose_tile_shape, is_artifact
+
+        chosen = tile_shape
+        if chosen is None and not is_artifact(model_path) and len(volume_shape) == 3:
+            chosen = choose_tile_shape(volume_shape)  # static backends need one
+        return open_backend(
+            model_path,
+            backend.value,
+            precision.value,
+            device,
+            chosen,
+            batch_size,
+            cache_dir,
+        )
+
+    if is_dataset:
+        _restore_dataset(
+            source,
+            out,
+            lambda: make_backend(()),
+            only_missing=only_missing,
+            tile_shape=tile_shape,
+            overlap=overlap_zyx,
+            batch_size=batch_size,
+        )
+        return
+    _restore_tiffs(
+        _tiff_jobs(source, out),
+        make_backend,
+        tile=tile_shape,
+        overlap=overlap_zyx,
+        batch_size=batch_size,
+        output=output.value,
+        overwrite=overwrite,
+    )

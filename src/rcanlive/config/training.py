@@ -1,0 +1,194 @@
+"""Settings of ``rcanlive train``: data, network, schedule, precision, output.
+
+Paths are used as written: relative paths are relative to the working directory the
+command runs in.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from .loading import FrozenModel
+
+
+class TrainingDataConfig(FrozenModel):
+    """Where the matched low/high (raw/ground-truth) volumes come from.
+
+    Give exactly one source: ``pairs`` (an OME-Zarr pairs dataset written by
+    ``rcanlive acquire pairs``) or both ``raw_dir`` and ``gt_dir`` (folders of TIFF
+    volumes matched by file name).
+
+    Attributes
+    ----------
+    pairs
+        OME-Zarr pairs dataset.
+    raw_dir, gt_dir
+        Folders of low-SNR (or blurred) input and ground-truth ZYX TIFFs.
+    validation_fraction
+        Fraction of the volumes held out for validation (the paper trained on 30
+        and tested on 5, i.e. 1/7 ≈ 0.15). Ignored when ``validation_count`` is set.
+    validation_count
+        Exact number of held-out volumes.
+    validation_patches
+        Fixed patches drawn once from each held-out volume; PSNR/SSIM are their mean.
+    """
+
+    pairs: Path | None = None
+    raw_dir: Path | None = None
+    gt_dir: Path | None = None
+    validation_fraction: float = Field(default=0.15, ge=0.0, lt=1.0)
+    validation_count: int | None = Field(default=None, ge=0)
+    validation_patches: int = Field(default=2, ge=1)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> TrainingDataConfig:
+        dirs = (self.raw_dir is not None, self.gt_dir is not None)
+        if self.pairs is not None and any(dirs):
+            raise ValueError("give either 'pairs' or 'raw_dir' + 'gt_dir', not both")
+        if self.pairs is None and not all(dirs):
+            raise ValueError(
+                "no training data: set 'pairs' (OME-Zarr pairs dataset) or both "
+                "'raw_dir' and 'gt_dir' (TIFF folders matched by file name)"
+            )
+        return self
+
+
+class NetworkConfig(FrozenModel):
+    """3D RCAN architecture (mirrors :class:`rcanlive.model.ModelConfig`).
+
+    Attributes
+    ----------
+    n_groups
+        Residual groups G (paper: 5).
+    n_blocks
+        Residual channel-attention blocks per group B (paper: 3).
+    channels
+        Feature channels C (paper: 32).
+    reduction
+        Channel-attention reduction ratio r (paper: 8).
+    in_channels, out_channels
+        Image channels (1 for single-colour volumes).
+    """
+
+    in_channels: int = Field(default=1, ge=1)
+    out_channels: int = Field(default=1, ge=1)
+    n_groups: int = Field(default=5, ge=1)
+    n_blocks: int = Field(default=3, ge=1)
+    channels: int = Field(default=32, ge=1)
+    reduction: int = Field(default=8, ge=1)
+
+
+class NormalizationConfig(FrozenModel):
+    """Percentile normalisation applied to every volume before training.
+
+    Attributes
+    ----------
+    p_low, p_high
+        Percentiles (0–100) mapped to 0 and 1 (CARE/paper: 2 and 99.9).
+    """
+
+    p_low: float = Field(default=2.0, ge=0.0, lt=100.0)
+    p_high: float = Field(default=99.9, gt=0.0, le=100.0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> NormalizationConfig:
+        if not self.p_low < self.p_high:
+            raise ValueError(f"p_low ({self.p_low}) must be below p_high ({self.p_high})")
+        return self
+
+
+class BackgroundConfig(FrozenModel):
+    """Background-patch rejection, judged on the normalised ground truth.
+
+    A patch is rejected when its ground-truth mean is below ``fraction`` × the mean
+    of its whole ground-truth volume (the paper's supplementary rule, 20 %). After
+    ``max_tries`` rejections the most foreground patch seen is used, or, if even that
+    is background, a patch centred on a foreground voxel.
+
+    Attributes
+    ----------
+    fraction
+        Threshold relative to the volume mean; 0 turns rejection off.
+    max_tries
+        Random draws before falling back.
+    """
+
+    fraction: float = Field(default=0.2, ge=0.0)
+    max_tries: int = Field(default=20, ge=1)
+
+
+class TrainingConfig(FrozenModel):
+    """Everything ``rcanlive train`` needs (paper defaults).
+
+    Attributes
+    ----------
+    data
+        Training pairs and held-out split.
+    model
+        Network architecture.
+    patch_shape
+        Training patch ``(z, y, x)`` in voxels (paper: 16×256×256); clipped to the
+        volume when it is smaller.
+    batch_size
+        Patches per optimiser step and per process (per GPU under ``torchrun``).
+    epochs
+        Training epochs.
+    steps_per_epoch
+        Optimiser steps per epoch.
+    learning_rate
+        Initial Adam learning rate; halved every ``lr_step_epochs`` epochs.
+    lr_step_epochs
+        Epochs between halvings; default a quarter of ``epochs``.
+    loss
+        ``"mae"`` (paper) or ``"mse"``.
+    precision
+        ``"auto"``: bf16 autocast on CUDA when supported (else fp16), bf16 on CPUs
+        with native bf16 (AVX512-BF16/AMX), else fp32. Or force ``"fp32"``,
+        ``"bf16"``, ``"fp16"`` (CUDA only).
+    device
+        ``"auto"`` (CUDA if available), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+    seed
+        Seed for weights, patch sampling, augmentation and the split.
+    normalization
+        Percentile normalisation.
+    background
+        Background-patch rejection rule.
+    num_workers
+        DataLoader worker processes for patch sampling (0: in the main process).
+    output_dir
+        Where ``best.pt``, ``last.pt``, ``history.json`` and ``loss.png`` go.
+    progress
+        Show a progress bar.
+    """
+
+    data: TrainingDataConfig
+    model: NetworkConfig = Field(default_factory=NetworkConfig)
+    patch_shape: tuple[int, int, int] = (16, 256, 256)
+    batch_size: int = Field(default=1, ge=1)
+    epochs: int = Field(default=300, ge=1)
+    steps_per_epoch: int = Field(default=256, ge=1)
+    learning_rate: float = Field(default=1e-4, gt=0.0)
+    lr_step_epochs: int | None = Field(default=None, ge=1)
+    loss: Literal["mae", "mse"] = "mae"
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    device: str = Field(default="auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
+    seed: int = 0
+    normalization: NormalizationConfig = Field(default_factory=NormalizationConfig)
+    background: BackgroundConfig = Field(default_factory=BackgroundConfig)
+    num_workers: int = Field(default=0, ge=0)
+    output_dir: Path = Path("runs/rcan-isim")
+    progress: bool = True
+
+    @model_validator(mode="after")
+    def _positive_patch(self) -> TrainingConfig:
+        if min(self.patch_shape) < 1:
+            raise ValueError(f"patch_shape must be positive, got {self.patch_shape}")
+        return self
+
+    @property
+    def lr_step(self) -> int:
+        """Epochs between learning-rate halvings (at least 1)."""
+        return self.lr_step_epochs or max(1, self.epochs // 4)

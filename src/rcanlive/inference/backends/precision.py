@@ -1,0 +1,81 @@
+"""Precision choices: what ``"auto"`` means on each backend and device."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, cast
+
+from .base import PRECISIONS, BackendUnavailable, Precision
+from .devices import device_index, device_type
+
+if TYPE_CHECKING:
+    import torch
+
+# Precisions each backend can run, per device type. ONNX Runtime has no bf16 Conv
+# kernel on CPU or CUDA; everything else runs all three.
+SUPPORTED: dict[str, dict[str, tuple[Precision, ...]]] = {
+    "eager": {"cpu": ("fp32", "bf16", "fp16"), "cuda": ("fp32", "bf16", "fp16")},
+    "compiled": {"cpu": ("fp32", "bf16", "fp16"), "cuda": ("fp32", "bf16", "fp16")},
+    "onnx": {"cpu": ("fp32", "fp16"), "cuda": ("fp32", "fp16")},
+    "tensorrt": {"cpu": (), "cuda": ("fp32", "bf16", "fp16")},
+}
+
+
+def torch_dtype(precision: Precision) -> torch.dtype:
+    """The torch dtype of ``precision``."""
+    import torch
+
+    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+def cpu_has_fast_bf16() -> bool:
+    """Whether oneDNN runs bf16 convolutions natively here (AVX512-BF16 or AMX)."""
+    import torch
+
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def resolve_precision(precision: str, backend: str, device: str) -> Precision:
+    """Turn ``"auto"`` into the fastest precision ``backend`` supports on ``device``.
+
+    ``auto`` is: on CUDA fp16 for ONNX Runtime and TensorRT, and bf16 for torch
+    (fp16 when the GPU has no bf16); on CPU bf16 for torch when the CPU has native
+    bf16 (AVX512-BF16/AMX), else fp32. An explicit precision is checked against what
+    the backend supports.
+
+    Raises
+    ------
+    BackendUnavailable
+        If the backend cannot run ``precision`` on ``device``.
+    ValueError
+        If ``precision`` is not auto, fp32, bf16 or fp16.
+    """
+    kind = device_type(device)
+    supported = SUPPORTED[backend][kind]
+    if precision == "auto":
+        if kind == "cuda":
+            if backend in ("onnx", "tensorrt"):
+                return "fp16"
+            import torch
+
+            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        if backend in ("eager", "compiled") and cpu_has_fast_bf16():
+            return "bf16"
+        return "fp32"
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; use auto, {', '.join(PRECISIONS)}")
+    if precision not in supported:
+        can = ", ".join(supported) or "nothing"
+        raise BackendUnavailable(
+            f"the {backend} backend cannot run {precision} on {kind} (it runs: {can})"
+        )
+    if kind == "cuda" and precision == "bf16" and backend != "onnx":
+        import torch
+
+        if not torch.cuda.is_bf16_supported():
+            raise BackendUnavailable(
+                f"GPU {device_index(device)} has no bf16 support; use --precision fp16"
+            )
+    return cast("Precision", precision)

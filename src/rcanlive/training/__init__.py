@@ -1,0 +1,51 @@
+"""Training a 3D RCAN from matched pairs: patches, augmentation, datasets, trainer."""
+
+from __future__ import annotations
+
+from .augment import augment_pair
+from .datasets import (
+    DatasetError,
+    PatchDataset,
+    PreparedVolume,
+    VolumePair,
+    pairs_from_arrays,
+    prepare,
+    read_tiff_pairs,
+    read_zarr_pairs,
+    split_pairs,
+)
+from .patches import BackgroundRule, ForegroundStats, PatchSampler
+from .trainer import (
+    EpochRecord,
+    TrainingResult,
+    cpu_supports_bf16,
+    load_training_pairs,
+    plot_history,
+    resolve_precision,
+    train,
+    train_step,
+)
+
+__all__ = [
+    "BackgroundRule",
+    "DatasetError",
+    "EpochRecord",
+    "ForegroundStats",
+    "PatchDataset",
+    "PatchSampler",
+    "PreparedVolume",
+    "TrainingResult",
+    "VolumePair",
+    "augment_pair",
+    "cpu_supports_bf16",
+    "load_training_pairs",
+    "pairs_from_arrays",
+    "plot_history",
+    "prepare",
+    "read_tiff_pairs",
+    "read_zarr_pairs",
+    "resolve_precision",
+    "split_pairs",
+    "train",
+    "train_step",
+]

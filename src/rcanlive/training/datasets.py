@@ -1,0 +1,308 @@
+"""Matched low/high volume pairs: reading, checking, splitting, and patch datasets.
+
+Sources: two folders of raw and ground-truth TIFFs matched by file name, the OME-Zarr
+pairs dataset that ``rcanlive acquire pairs`` writes, or arrays in memory. Every volume
+is percentile-normalised once, by its own percentiles, before patches are drawn.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ..model.normalization import check_volume
+from .augment import augment_pair
+from .patches import ForegroundStats, PatchSampler
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from numpy.typing import ArrayLike, NDArray
+
+    from ..model.normalization import PercentileNormalizer
+
+TIFF_SUFFIXES = (".tif", ".tiff")
+
+
+class DatasetError(ValueError):
+    """Training data that cannot be used; the message lists every problem found."""
+
+
+@dataclass(frozen=True, slots=True)
+class VolumePair:
+    """One matched pair of ZYX volumes.
+
+    Attributes
+    ----------
+    name
+        Identifier (file stem or position in the dataset).
+    low
+        Input volume (low SNR, or blurred), float32.
+    high
+        Ground-truth volume, float32, same shape.
+    """
+
+    name: str
+    low: NDArray[np.float32]
+    high: NDArray[np.float32]
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedVolume:
+    """A pair after normalisation, ready for patch sampling."""
+
+    name: str
+    low: NDArray[np.float32]
+    high: NDArray[np.float32]
+    stats: ForegroundStats
+
+
+def pairs_from_arrays(
+    lows: Sequence[ArrayLike], highs: Sequence[ArrayLike], names: Sequence[str] | None = None
+) -> list[VolumePair]:
+    """Make checked :class:`VolumePair` s from in-memory volumes.
+
+    Raises
+    ------
+    DatasetError
+        If the counts differ, or any pair has unequal shapes or an unusable volume.
+    """
+    if len(lows) != len(highs):
+        raise DatasetError(f"{len(lows)} input volumes but {len(highs)} ground-truth volumes")
+    names = list(names) if names is not None else [f"pair{i:03d}" for i in range(len(lows))]
+    if len(names) != len(lows):
+        raise DatasetError(f"{len(names)} names for {len(lows)} pairs")
+    pairs, problems = [], []
+    for name, low, high in zip(names, lows, highs, strict=True):
+        try:
+            pairs.append(_checked_pair(name, low, high))
+        except DatasetError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise DatasetError("unusable training pairs:\n  " + "\n  ".join(problems))
+    if not pairs:
+        raise DatasetError("no training pairs given")
+    return pairs
+
+
+def read_tiff_pairs(raw_dir: str | Path, gt_dir: str | Path) -> list[VolumePair]:
+    """Read pairs from two folders of ZYX TIFFs, matched by file name.
+
+    ``raw/cell01.tif`` pairs with ``gt/cell01.tif`` (``.tif`` and ``.tiff`` match each
+    other). Pairs are returned sorted by name.
+
+    Raises
+    ------
+    DatasetError
+        Listing every file without a partner, every pair whose shapes differ, and every
+        volume that is not a usable 3D volume.
+    """
+    import tifffile
+
+    raw_dir, gt_dir = Path(raw_dir), Path(gt_dir)
+    for d, what in ((raw_dir, "raw_dir"), (gt_dir, "gt_dir")):
+        if not d.is_dir():
+            raise DatasetError(f"{what} is not a folder: {d}")
+    raw, gt = _tiffs(raw_dir), _tiffs(gt_dir)
+    problems = []
+    if not raw:
+        problems.append(f"no .tif/.tiff files in raw_dir {raw_dir}")
+    if not gt:
+        problems.append(f"no .tif/.tiff files in gt_dir {gt_dir}")
+    only_raw, only_gt = sorted(raw.keys() - gt.keys()), sorted(gt.keys() - raw.keys())
+    if only_raw:
+        problems.append(
+            f"in {raw_dir} but not in {gt_dir}: {', '.join(raw[n].name for n in only_raw)}"
+        )
+    if only_gt:
+        problems.append(
+            f"in {gt_dir} but not in {raw_dir}: {', '.join(gt[n].name for n in only_gt)}"
+        )
+    names = sorted(raw.keys() & gt.keys())
+    for name in names:
+        shapes = [_tiff_shape(raw[name]), _tiff_shape(gt[name])]
+        if shapes[0] != shapes[1]:
+            problems.append(f"{name}: raw shape {shapes[0]} but ground truth {shapes[1]}")
+    if problems:
+        raise DatasetError("raw/ground-truth TIFFs do not match:\n  " + "\n  ".join(problems))
+    lows = [_squeezed(tifffile.imread(raw[n])) for n in names]
+    highs = [_squeezed(tifffile.imread(gt[n])) for n in names]
+    return pairs_from_arrays(lows, highs, names)
+
+
+def read_zarr_pairs(path: str | Path) -> list[VolumePair]:
+    """Read every completed pair of an OME-Zarr pairs dataset (``acquire pairs``)."""
+    from ..storage.pairs import read_pairs
+
+    lows, highs = [], []
+    for low, high in read_pairs(path):
+        lows.append(low)
+        highs.append(high)
+    if not lows:
+        raise DatasetError(f"{path} holds no completed low/high pair")
+    return pairs_from_arrays(lows, highs)
+
+
+def split_pairs(
+    pairs: Sequence[VolumePair],
+    *,
+    validation_fraction: float = 0.15,
+    validation_count: int | None = None,
+    seed: int = 0,
+) -> tuple[list[VolumePair], list[VolumePair]]:
+    """Hold out pairs for validation; return ``(train, validation)``.
+
+    Parameters
+    ----------
+    pairs
+        All pairs.
+    validation_fraction
+        Fraction held out, rounded to the nearest count but at least 1 when positive
+        (the paper: 5 of 35 ≈ 0.15).
+    validation_count
+        Exact number held out; overrides the fraction.
+    seed
+        Seed of the random choice of held-out pairs.
+
+    Notes
+    -----
+    With a single pair nothing can be held out: it is both trained and validated on
+    (the validation figures then measure fitting, not generalisation).
+    """
+    n = len(pairs)
+    if n == 0:
+        raise DatasetError("no training pairs")
+    if validation_count is not None:
+        n_val = validation_count
+    else:
+        n_val = max(1, round(n * validation_fraction)) if validation_fraction > 0 else 0
+    if n == 1:
+        return list(pairs), list(pairs)
+    if n_val >= n:
+        raise DatasetError(
+            f"validation takes {n_val} of {n} pairs and leaves none to train on; "
+            "lower validation_count/validation_fraction or add pairs"
+        )
+    order = np.random.default_rng(seed).permutation(n)
+    val = sorted(int(i) for i in order[:n_val])
+    train = [p for i, p in enumerate(pairs) if i not in val]
+    return train, [pairs[i] for i in val]
+
+
+def prepare(pairs: Sequence[VolumePair], normalizer: PercentileNormalizer) -> list[PreparedVolume]:
+    """Normalise each volume of each pair by its own percentiles.
+
+    Raises
+    ------
+    DatasetError
+        Naming the pair whose volume cannot be normalised (e.g. constant).
+    """
+    out = []
+    for pair in pairs:
+        try:
+            low, _, _ = normalizer(pair.low)
+            high, _, _ = normalizer(pair.high)
+        except ValueError as exc:
+            raise DatasetError(f"pair {pair.name}: {exc}") from None
+        out.append(PreparedVolume(pair.name, low, high, ForegroundStats.of(high)))
+    return out
+
+
+class PatchDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
+    """``length`` random augmented patch pairs per epoch, each fixed by its index.
+
+    Item ``i`` of epoch ``e`` is drawn with a generator seeded by ``(seed, e, i)``, so
+    the stream is reproducible, resuming at an epoch gives the same patches, and
+    :class:`torch.utils.data.DistributedSampler` can shard indices across processes.
+
+    Parameters
+    ----------
+    volumes
+        Normalised pairs to draw from (chosen uniformly).
+    sampler
+        Patch sampler (shape, background rule).
+    length
+        Items per epoch.
+    seed
+        Base seed.
+    augment
+        Apply random rotations/flips.
+    """
+
+    def __init__(
+        self,
+        volumes: Sequence[PreparedVolume],
+        sampler: PatchSampler,
+        length: int,
+        *,
+        seed: int = 0,
+        augment: bool = True,
+    ) -> None:
+        if not volumes:
+            raise DatasetError("no volumes to draw patches from")
+        shapes = {sampler.shape_for(v.high.shape) for v in volumes}
+        if len(shapes) > 1:
+            raise DatasetError(
+                f"volumes smaller than the patch give patches of different shapes {shapes}; "
+                "set patch_shape no larger than the smallest volume"
+            )
+        self.volumes = list(volumes)
+        self.sampler = sampler
+        self.length = int(length)
+        self.seed = int(seed)
+        self.augment = augment
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose patches are served."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rng = np.random.default_rng([self.seed, self.epoch, int(index)])
+        vol = self.volumes[int(rng.integers(len(self.volumes)))]
+        low, high = self.sampler.sample(vol.low, vol.high, rng, vol.stats)
+        if self.augment:
+            low, high = augment_pair(low, high, rng)
+        return (
+            torch.from_numpy(np.ascontiguousarray(low))[None],
+            torch.from_numpy(np.ascontiguousarray(high))[None],
+        )
+
+
+def _tiffs(folder: Path) -> dict[str, Path]:
+    return {
+        p.stem: p
+        for p in sorted(folder.iterdir())
+        if p.is_file() and p.suffix.lower() in TIFF_SUFFIXES
+    }
+
+
+def _tiff_shape(path: Path) -> tuple[int, ...]:
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        shape = tuple(tif.series[0].shape)
+    return tuple(s for s in shape if s != 1) if len(shape) > 3 else shape
+
+
+def _squeezed(a: np.ndarray) -> np.ndarray:
+    return np.squeeze(a) if a.ndim > 3 else a
+
+
+def _checked_pair(name: str, low: ArrayLike, high: ArrayLike) -> VolumePair:
+    try:
+        lo = check_volume(low)
+        hi = check_volume(high)
+    except ValueError as exc:
+        raise DatasetError(f"{name}: {exc}") from None
+    if lo.shape != hi.shape:
+        raise DatasetError(f"{name}: input shape {lo.shape} but ground truth {hi.shape}")
+    return VolumePair(name, lo.astype(np.float32, copy=False), hi.astype(np.float32, copy=False))

@@ -1,0 +1,122 @@
+"""Opening rigs, illumination in physical units, laser safety."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rcanlive.config.rig import load_rig
+from rcanlive.microscope import RigError, make_safe, open_rig
+from rcanlive.microscope.illumination import (
+    aotf_power_mw,
+    aotf_value,
+    intensity_to_power_mw,
+    power_to_intensity_w_cm2,
+)
+from rcanlive.simulation.world import aotf_power_mw as true_power
+
+DEVICES = Path(__file__).resolve().parents[1] / "devices"
+
+
+def test_real_rig_names_missing_adapters():
+    with pytest.raises(RigError) as info:
+        open_rig(DEVICES / "isim.rig.toml")
+    msg = str(info.value)
+    for adapter in ("HamamatsuHam", "NIDAQ", "MCL_NanoDrive", "ASITiger"):
+        assert adapter in msg
+    assert "--simulate" in msg
+
+
+def test_simulated_rig_opens_with_all_roles(open_sim_rig):
+    rig = open_sim_rig()
+    core = rig.core
+    assert core.getCameraDevice() == "Camera"
+    assert core.getFocusDevice() == "Piezo"
+    assert core.getXYStageDevice() == "XYStage"
+    assert core.getShutterDevice() == "Blanking"
+    assert core.isPropertySequenceable("AOTF", "488nm")
+    assert core.isStageSequenceable("Piezo")
+    assert (core.getImageWidth(), core.getImageHeight()) == (512, 512)
+    assert rig.world.lasers_off()
+
+
+def test_paper_intensities():
+    rig = load_rig(DEVICES / "simulated-isim.rig.toml")
+    # paper: 0.3 mW over 106 × 68 µm ≈ 4.2 W/cm², 33 mW ≈ 457 W/cm²
+    assert power_to_intensity_w_cm2(rig, 0.3) == pytest.approx(4.16, abs=0.01)
+    assert power_to_intensity_w_cm2(rig, 33.0) == pytest.approx(457.8, abs=0.5)
+    assert intensity_to_power_mw(rig, 4.2) == pytest.approx(0.3027, abs=1e-3)
+
+
+@pytest.mark.parametrize("power", [0.05, 0.3, 1.0, 5.0, 33.0, 72.0, 99.0])
+def test_calibration_hits_requested_power(power):
+    """The calibration table, inverted, gives the power the simulated AOTF delivers."""
+    rig = load_rig(DEVICES / "simulated-isim.rig.toml")
+    line = rig.laser(488)
+    value = aotf_value(line, power)
+    assert true_power(488, value) == pytest.approx(power, rel=0.01)
+    assert aotf_power_mw(line, value) == pytest.approx(power, rel=0.01)
+
+
+def test_calibration_errors():
+    rig = load_rig(DEVICES / "simulated-isim.rig.toml")
+    with pytest.raises(ValueError, match="exceeds the calibrated maximum"):
+        aotf_value(rig.laser(488), 150.0)
+    with pytest.raises(ValueError, match="has no 640 nm line"):
+        rig.laser(640)
+    with pytest.raises(ValueError, match="increase strictly"):
+        rig.laser(488).model_validate(
+            {"wavelength_nm": 488, "property": "x", "calibration": [[0, 0], [5, 2], [4, 3]]}
+        )
+
+
+def test_make_safe_turns_everything_off(open_sim_rig):
+    rig = open_sim_rig()
+    rig.core.setProperty("AOTF", "488nm", 40)
+    rig.core.setProperty("AOTF", "561nm", 10)
+    rig.core.setShutterOpen("Blanking", True)
+    assert not rig.world.lasers_off()
+    make_safe(rig.core, rig.config)
+    assert rig.world.lasers_off()
+
+
+def test_keyboard_interrupt_mid_run_leaves_lasers_off(open_sim_rig, sim_rig_config, tmp_path):
+    """Ctrl-C in the middle of a sequence: lasers off, dataset marked cancelled."""
+    from rcanlive.acquisition import prepare, run_plan
+    from rcanlive.config.experiment import load_plan
+    from rcanlive.storage import open_dataset
+
+    plan = load_plan(Path(__file__).parents[1] / "configs/live-4d.toml", "live").replace(
+        volumes=5, interval_s=0.05, zstack={"planes": 3, "step_um": 0.5}, camera_roi_px=(32, 32)
+    )
+    rig = open_sim_rig()
+
+    def interrupt(volume):
+        if volume.t == 1:
+            raise KeyboardInterrupt
+
+    # A listener that raises KeyboardInterrupt runs on the relay thread; simulate the
+    # user's Ctrl-C on the main thread instead, from the engine's event setup.
+    calls = {"n": 0}
+    engine_cls = __import__("rcanlive.microscope.engine", fromlist=["ISIMEngine"]).ISIMEngine
+    original = engine_cls.setup_event
+
+    def setup_event(self, event):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return original(self, event)
+
+    engine_cls.setup_event = setup_event
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_plan(rig, prepare(plan, rig.config), out=tmp_path)
+    finally:
+        engine_cls.setup_event = original
+    assert rig.world.lasers_off()
+    ds = open_dataset(tmp_path / "live-4d.ome.zarr")
+    assert ds.status == "cancelled"
+    assert [r["t"] for r in ds.volumes] == [0, 1]
+    assert np.asarray(ds.volume(1)).min() > 0
