@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -68,8 +69,43 @@ def load_and_prepare(
     return plan, rig, prepared
 
 
+def _live_restoration(prepared: PreparedPlan, restore: RestoreOptions | None) -> Any:
+    """Build the backend for live restoration, or None (with the reason printed)."""
+    from .live_restoration import LiveRestoration
+    from .restore import open_backend, resolve_model_path
+
+    settings = getattr(prepared.plan, "restoration", None)
+    if restore is None or settings is None or not settings.enabled:
+        return None
+    try:
+        model = resolve_model_path(restore.model)
+    except UserError as exc:
+        if restore.model is not None:
+            raise
+        console.print(f"[yellow]live restoration off[/]: {exc}", highlight=False)
+        return None
+    w, h = prepared.plan.camera_roi_px
+    tile = settings.tile
+    if tile is None:
+        from ..inference import choose_tile_shape
+
+        tile = choose_tile_shape((prepared.planes, h, w))
+    backend = open_backend(model, restore.backend, restore.precision, "auto", tile, 1, None)
+    console.print(
+        f"live restoration: {backend.name} {backend.precision} on {backend.device}, "
+        f"tile {tile}, policy {settings.policy} (queue {settings.max_queue})",
+        highlight=False,
+    )
+    return LiveRestoration(backend, settings.replace(tile=tile))
+
+
 def run_with_progress(
-    kind: str, config: Path, simulate: bool, out: Path | None, overwrite: bool
+    kind: str,
+    config: Path,
+    simulate: bool,
+    out: Path | None,
+    overwrite: bool,
+    restore: RestoreOptions | None = None,
 ) -> RunResult:
     """Open the rig, run the plan with a progress bar and print the summary."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
@@ -82,6 +118,7 @@ def run_with_progress(
     if path.exists() and not overwrite:
         raise UserError(f"{path} already exists; pass --overwrite or change storage.name")
     console.print(prepared.describe(), highlight=False)
+    live = _live_restoration(prepared, restore)
     try:
         rig = open_rig(rig_config)
     except RigError as exc:
@@ -95,19 +132,27 @@ def run_with_progress(
     with Progress(*columns, console=console, transient=False) as bar:
         frames = bar.add_task("frames", total=prepared.n_frames)
         volumes = bar.add_task("volumes", total=prepared.n_volumes)
+        listeners: list[Any] = [lambda v: bar.advance(volumes)]
+        if live is not None:
+            restored = bar.add_task("restored", total=prepared.n_volumes)
+            live.listeners.append(lambda event, v, info: bar.advance(restored))
+            listeners.append(live.submit)
         try:
             result = run_plan(
                 rig,
                 prepared,
                 overwrite=overwrite,
                 on_frame=lambda n: bar.update(frames, completed=n),
-                listeners=[lambda v: bar.advance(volumes)],
+                listeners=listeners,
+                writer_hook=live.attach if live is not None else None,
             )
         except AcquisitionError as exc:
             console.print(f"[bold red]acquisition failed[/]: {exc}", highlight=False)
             raise typer.Exit(1) from None
         finally:
             rig.close()
+            if live is not None and path.exists():
+                _print_restoration(live.finish(path))
     console.print(
         f"[green]done[/]: {result.frames}/{result.expected_frames} frames, "
         f"{result.volumes} volumes in {result.seconds:.1f} s → {result.dataset}",
@@ -116,18 +161,58 @@ def run_with_progress(
     return result
 
 
+@dataclass(frozen=True)
+class RestoreOptions:
+    """Live-restoration choices from the command line."""
+
+    model: Path | None
+    backend: str
+    precision: str
+
+
+def _print_restoration(summary: dict[str, Any]) -> None:
+    skipped = summary.get("skipped") or []
+    line = (
+        f"restored live: {summary.get('restored', 0)} volume(s) with {summary['backend']} "
+        f"{summary['precision']}; skipped {len(skipped)}"
+    )
+    if skipped:
+        line += " (restore them afterwards: rcanlive restore DATASET --only-missing)"
+    console.print(line, highlight=False)
+    if summary.get("error"):
+        console.print(
+            f"[bold red]restoration backend failed[/]: {summary['error']} "
+            "(acquisition carried on; the raw data is complete)",
+            highlight=False,
+        )
+
+
 @acquire_app.command("live")
 def live(
     config: ConfigOpt,
     simulate: SimulateOpt = False,
     out: OutOpt = None,
     overwrite: OverwriteOpt = False,
+    model: Annotated[
+        Path | None,
+        typer.Option("--model", "-m", help="Checkpoint or artifact (default: the bundled model)."),
+    ] = None,
+    backend: Annotated[
+        str, typer.Option("--backend", "-b", help="auto, eager, compiled, onnx or tensorrt.")
+    ] = "auto",
+    precision: Annotated[
+        str, typer.Option("--precision", "-p", help="auto, fp32, bf16 or fp16.")
+    ] = "auto",
+    restore: Annotated[
+        bool, typer.Option("--restore/--no-restore", help="Restore each volume as it arrives.")
+    ] = True,
 ) -> None:
-    """Live 4D time-lapse: a z-stack per channel every interval.
+    """Live 4D time-lapse: a z-stack per channel every interval, restored as it arrives.
 
-    Example: rcanlive acquire live --config configs/live-4d.toml --simulate --out data
+    Example: rcanlive acquire live --config configs/live-4d.toml --simulate --backend auto
     """
-    run_with_progress("live", config, simulate, out, overwrite)
+    options = RestoreOptions(model, backend, precision) if restore else None
+    run_with_progress("live", config, simulate, out, overwrite, options)
 
 
 @acquire_app.command("pairs")

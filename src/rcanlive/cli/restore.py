@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -254,21 +255,65 @@ def _restore_tiffs(
 
 
 def _restore_dataset(
-    source: Path, out: Path | None, make_backend: Callable[[], Backend], **options: Any
+    source: Path,
+    out: Path | None,
+    make_backend: Callable[[tuple[int, ...]], Backend],
+    *,
+    only_missing: bool,
+    tile_shape: tuple[int, int, int] | None,
+    overlap: tuple[int, int, int] | None,
+    batch_size: int,
 ) -> None:
+    """Restore a live dataset's raw volumes into its ``restored`` image, in place."""
+    from rich.progress import Progress
+
+    from ..inference import predict_volume
+    from ..storage import RestoredWriter, missing_restorations, open_dataset
+
+    if out is not None:
+        raise UserError("an OME-Zarr dataset is restored in place; drop OUT")
     try:
-        from ..storage import restore_dataset  # type: ignore[attr-defined]
-    except ImportError:
-        raise UserError(
-            f"{source} is an OME-Zarr dataset, but this install cannot restore datasets "
-            "yet (rcanlive.storage.restore_dataset is missing); export its volumes as "
-            "TIFF and restore those"
-        ) from None
-    backend = make_backend()
+        ds = open_dataset(source)
+    except FileNotFoundError as exc:
+        raise UserError(str(exc)) from None
+    if ds.kind != "live":
+        raise UserError(f"{source} is a {ds.kind!r} dataset; only live datasets are restored")
+    todo = (
+        missing_restorations(source)
+        if only_missing
+        else [(r["t"], r["p"], r["c"]) for r in ds.volumes]
+    )
+    if not todo:
+        console.print(f"nothing to restore in {source}", highlight=False)
+        return
+    shape = tuple(ds.image("raw").shape[2:])
+    backend = make_backend(shape)
+    writer = RestoredWriter(source)
     try:
-        restore_dataset(source, backend, out=out, **options)
+        with Progress(console=console) as bar:
+            task = bar.add_task("restoring", total=len(todo))
+            for t, p, c in todo:
+                t0 = time.perf_counter()
+                restored = predict_volume(
+                    ds.volume(t, c, p),
+                    backend,
+                    tile_shape=tile_shape,
+                    overlap=overlap,
+                    batch_size=batch_size,
+                )
+                writer.write(
+                    (t, p, c),
+                    restored,
+                    latency_s=round(time.perf_counter() - t0, 4),
+                    backend=backend.name,
+                    precision=str(backend.precision),
+                    offline=True,
+                )
+                bar.advance(task)
     finally:
+        writer.close()
         backend.close()
+    console.print(f"restored {len(todo)} volume(s) into {source}/restored", highlight=False)
 
 
 @app.command(
@@ -361,7 +406,7 @@ def restore_command(
         _restore_dataset(
             source,
             out,
-            lambda: make_backend(()),
+            make_backend,
             only_missing=only_missing,
             tile_shape=tile_shape,
             overlap=overlap_zyx,

@@ -50,6 +50,17 @@ class Storage(FrozenModel):
     compression: Literal["none", "zstd", "blosc-lz4"] = "none"
 
 
+class Restoration(FrozenModel):
+    """Live restoration of each volume (live plans; needs a model)."""
+
+    enabled: bool = True
+    #: latest: a full queue drops its oldest volume; fifo: it drops the new one
+    policy: Literal["latest", "fifo"] = "latest"
+    max_queue: int = Field(1, ge=1, le=1000)
+    #: tile (Z, Y, X) for the network; None = chosen from the volume
+    tile: tuple[int, int, int] | None = None
+
+
 class _PlanBase(FrozenModel):
     rig: str = "simulated"  # "simulated" or a path to a rig file
     exposure_ms: float = Field(50.0, gt=0, le=10_000)
@@ -76,6 +87,7 @@ class LivePlan(_PlanBase):
     interval_s: float = Field(5.6, ge=0)
     position_um: tuple[float, float] | None = None  # None = where the stage is
     channels: list[Illumination] = Field(min_length=1)
+    restoration: Restoration = Restoration()
 
 
 class PairsPlan(_PlanBase):

@@ -32,6 +32,7 @@ from .backends import (
     open_artifact,
     read_manifest,
 )
+from .live import LiveRestorer, LiveStats, Restored
 from .tiling import (
     DEFAULT_OVERLAP,
     DEFAULT_TILE,
@@ -42,6 +43,9 @@ from .tiling import (
 )
 
 __all__ = [
+    "LiveRestorer",
+    "LiveStats",
+    "Restored",
     "BACKEND_NAMES",
     "DEFAULT_OVERLAP",
     "DEFAULT_STATIC_TILE",

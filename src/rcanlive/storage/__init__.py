@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
-from .dataset import Dataset, DatasetWriter, Geometry, open_dataset, read_log
+from .dataset import Dataset, DatasetWriter, Geometry, annotate, open_dataset, read_log
 from .pairs import read_pairs
+from .restored import (
+    RestoredWriter,
+    missing_restorations,
+    read_restored,
+    restoration_records,
+)
 from .volume import Volume
 
 __all__ = [
+    "annotate",
     "Dataset",
     "DatasetWriter",
     "Geometry",
+    "RestoredWriter",
     "Volume",
+    "missing_restorations",
     "open_dataset",
     "read_log",
     "read_pairs",
+    "read_restored",
+    "restoration_records",
 ]

@@ -205,6 +205,14 @@ class DatasetWriter:
                 self._log.close()
 
 
+def annotate(path: str | Path, **entries: Any) -> None:
+    """Merge ``entries`` into a finished dataset's root ``rcanlive`` attributes."""
+    root = zarr.open_group(Path(path), mode="r+")
+    attrs = dict(root.attrs["rcanlive"])
+    attrs.update(entries)
+    root.attrs["rcanlive"] = attrs
+
+
 def read_log(path: str | Path) -> list[dict[str, Any]]:
     """Volumes recorded as complete; a torn last line (killed mid-write) is ignored."""
     log = Path(path) / LOG_NAME

@@ -1,0 +1,106 @@
+"""Restored volumes next to the raw ones: same indices, float32, with a log.
+
+``restored`` is an NGFF image shaped like ``raw`` (t, c, z, y, x), float32 in the
+raw intensity scale. ``restored.jsonl`` records, per volume, whether it was restored
+(latency, backend, precision, means) or skipped and why; the last record for a
+volume wins, so restoring a skipped volume afterwards simply appends.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+
+from .dataset import Dataset, read_log
+from .ngff import create_image, image_scale
+
+LOG_NAME = "restored.jsonl"
+
+
+def _read_records(path: Path) -> dict[tuple[int, int, int], dict[str, Any]]:
+    log = path / LOG_NAME
+    out: dict[tuple[int, int, int], dict[str, Any]] = {}
+    if not log.is_file():
+        return out
+    for line in log.read_text(encoding="utf-8").splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            break  # torn last line of a killed run
+        out[(rec["t"], rec["p"], rec["c"])] = rec
+    return out
+
+
+def restoration_records(path: str | Path) -> dict[tuple[int, int, int], dict[str, Any]]:
+    """Latest restoration record per ``(t, p, c)``."""
+    return _read_records(Path(path))
+
+
+def missing_restorations(path: str | Path) -> list[tuple[int, int, int]]:
+    """Raw volumes completed but not (yet) restored: skipped, failed, or never tried."""
+    records = _read_records(Path(path))
+    done = [(r["t"], r["p"], r["c"]) for r in read_log(path)]
+    return [k for k in done if records.get(k, {}).get("status") != "restored"]
+
+
+class RestoredWriter:
+    """Writes restored volumes and their records into a live dataset (thread-safe)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        root = zarr.open_group(self.path, mode="r+")
+        if root.attrs.get("rcanlive", {}).get("kind") != "live":
+            raise ValueError(f"{self.path}: restored volumes are stored for live datasets only")
+        raw = root["raw/0"]
+        if "restored" in root:
+            self.array = root["restored/0"]
+        else:
+            scale = image_scale(root["raw"])  # type: ignore[arg-type]
+            self.array = create_image(
+                root,
+                "restored",
+                axes="tczyx",
+                shape=raw.shape,
+                dtype="float32",
+                scale=[scale[a] for a in "tczyx"],
+                chunks=[1, 1, 1, *raw.shape[3:]],
+            )
+        self._lock = threading.Lock()
+        self._log = open(self.path / LOG_NAME, "a", encoding="utf-8")
+
+    def _append(self, record: dict[str, Any]) -> None:
+        with self._lock:
+            self._log.write(json.dumps(record) + "\n")
+            self._log.flush()
+            os.fsync(self._log.fileno())
+
+    def write(self, key: tuple[int, int, int], data: np.ndarray, **info: Any) -> None:
+        """Store a restored volume, then record it (latency, backend, ...)."""
+        t, p, c = key
+        self.array[t, c] = data.astype(np.float32, copy=False)
+        self._append(
+            {"t": t, "p": p, "c": c, "status": "restored", "mean": float(data.mean()), **info}
+        )
+
+    def skip(self, key: tuple[int, int, int], reason: str) -> None:
+        """Record that a volume was not restored, and why."""
+        t, p, c = key
+        self._append({"t": t, "p": p, "c": c, "status": "skipped", "reason": reason})
+
+    def close(self) -> None:
+        if not self._log.closed:
+            self._log.close()
+
+
+def read_restored(ds: Dataset, t: int, c: int = 0) -> np.ndarray:
+    """A restored volume; ``KeyError`` if it was not restored."""
+    rec = _read_records(ds.path).get((t, 0, c))
+    if rec is None or rec.get("status") != "restored":
+        raise KeyError(f"volume t={t} c={c} of {ds.path} was not restored")
+    return np.asarray(ds.image("restored")[t, c])
