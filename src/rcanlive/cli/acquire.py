@@ -40,7 +40,7 @@ OverwriteOpt = Annotated[
 
 
 def load_and_prepare(
-    kind: str, config: Path, simulate: bool, out: Path | None
+    kind: str, config: Path, simulate: bool, out: Path | None, realtime: bool = True
 ) -> tuple[LivePlan | PairsPlan | TilingPlan, RigConfig, PreparedPlan]:
     """Validate the plan and the rig completely, touching no hardware."""
     from ..acquisition.plans import PlanError, prepare
@@ -55,6 +55,8 @@ def load_and_prepare(
         rig = load_rig(simulated_rig_path())
         if plan.simulation is not None:
             rig = rig.replace(simulation=plan.simulation.model_dump())
+        if not realtime:
+            rig = rig.replace(simulation={**rig.simulation.model_dump(), "realtime": False})
     else:
         rig_path = Path(plan.rig)
         if not rig_path.is_absolute():
@@ -106,6 +108,7 @@ def run_with_progress(
     out: Path | None,
     overwrite: bool,
     restore: RestoreOptions | None = None,
+    realtime: bool = True,
 ) -> RunResult:
     """Open the rig, run the plan with a progress bar and print the summary."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
@@ -113,7 +116,7 @@ def run_with_progress(
     from ..acquisition.runner import AcquisitionError, dataset_path, run_plan
     from ..microscope.rig import RigError, open_rig
 
-    _plan, rig_config, prepared = load_and_prepare(kind, config, simulate, out)
+    _plan, rig_config, prepared = load_and_prepare(kind, config, simulate, out, realtime)
     path = dataset_path(prepared)
     if path.exists() and not overwrite:
         raise UserError(f"{path} already exists; pass --overwrite or change storage.name")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path  # noqa: TC003  (typer resolves annotations at runtime)
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -68,3 +68,23 @@ def phantoms_command(
         task = progress.add_task("phantoms", total=n)
         write_phantom_pairs(out, n, spec, seed=seed, on_volume=lambda _i: progress.advance(task))
     console.print(f"wrote {n} pairs to {out / 'raw'} and {out / 'gt'}", highlight=False)
+
+
+@simulate_app.command("pairs")
+def pairs_command(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")],
+    config: Annotated[
+        Path, typer.Option("--config", "-c", help='A pairs config (kind = "pairs").')
+    ] = Path("configs/training-pairs.toml"),
+    overwrite: Annotated[bool, typer.Option("--overwrite")] = False,
+) -> None:
+    """Matched low/high training pairs from the simulated iSIM, as fast as it renders.
+
+    The same acquisition as `rcanlive acquire pairs --simulate`, without waiting for
+    the exposures in wall-clock time.
+
+    Example: rcanlive simulate pairs --out data --config configs/training-pairs.toml
+    """
+    from .acquire import run_with_progress
+
+    run_with_progress("pairs", config, True, out, overwrite, realtime=False)

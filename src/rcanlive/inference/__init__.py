@@ -43,9 +43,6 @@ from .tiling import (
 )
 
 __all__ = [
-    "LiveRestorer",
-    "LiveStats",
-    "Restored",
     "BACKEND_NAMES",
     "DEFAULT_OVERLAP",
     "DEFAULT_STATIC_TILE",
@@ -58,7 +55,10 @@ __all__ = [
     "BackendName",
     "BackendOutOfMemory",
     "BackendUnavailable",
+    "LiveRestorer",
+    "LiveStats",
     "Precision",
+    "Restored",
     "Tile",
     "TileGrid",
     "TileShape",

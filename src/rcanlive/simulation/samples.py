@@ -88,7 +88,7 @@ def mitochondria(
     shape: tuple[int, int, int] = (24, 640, 640),
     voxel_um: tuple[float, float, float] = (0.25, 0.0555, 0.0555),
     *,
-    n_tubes: int = 60,
+    n_tubes: int = 300,
     seed: int = 0,
 ) -> Sample:
     """Mitochondria-like tubular network (≈0.3 µm thick tubes) in a cell-sized volume."""

@@ -13,12 +13,12 @@ from .restored import (
 from .volume import Volume
 
 __all__ = [
-    "annotate",
     "Dataset",
     "DatasetWriter",
     "Geometry",
     "RestoredWriter",
     "Volume",
+    "annotate",
     "missing_restorations",
     "open_dataset",
     "read_log",
