@@ -120,3 +120,33 @@ def test_keyboard_interrupt_mid_run_leaves_lasers_off(open_sim_rig, sim_rig_conf
     assert ds.status == "cancelled"
     assert [r["t"] for r in ds.volumes] == [0, 1]
     assert np.asarray(ds.volume(1)).min() > 0
+
+
+def test_ctrl_c_cancels_cleanly(open_sim_rig, sim_rig_config, tmp_path):
+    """A real SIGINT mid-run: the MDA is cancelled, lasers off, nothing left running."""
+    import os
+    import signal
+    import threading
+
+    from rcanlive.acquisition import prepare, run_plan
+    from rcanlive.config.experiment import load_plan
+    from rcanlive.storage import open_dataset
+
+    plan = load_plan(Path(__file__).parents[1] / "configs/live-4d.toml", "live").replace(
+        volumes=50, interval_s=0.1, zstack={"planes": 3, "step_um": 0.5}, camera_roi_px=(32, 32)
+    )
+    rig = open_sim_rig()
+    seen: list[int] = []
+
+    def on_volume(volume):
+        seen.append(volume.t)
+        if len(seen) == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    result = run_plan(rig, prepare(plan, rig.config), out=tmp_path, listeners=[on_volume])
+    assert result.status == "cancelled"
+    assert 2 <= result.volumes < 50
+    assert rig.world.lasers_off()
+    assert open_dataset(result.dataset).status == "cancelled"
+    relays = [t for t in threading.enumerate() if type(t).__name__ == "MDARelayThread"]
+    assert not any(t.is_alive() for t in relays)

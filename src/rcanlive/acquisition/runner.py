@@ -52,6 +52,23 @@ class RunResult:
         return self.expected_frames - self.frames if self.status == "completed" else 0
 
 
+def _stop_relay_threads() -> None:
+    """Stop pymmcore-plus relay threads left running by an interrupted MDA.
+
+    The runner only emits ``sequenceFinished`` (which stops its relay thread) for
+    ``Exception``s; after a ``KeyboardInterrupt`` the non-daemon relay thread would
+    keep the process alive forever.
+    """
+    import threading
+
+    from pymmcore_plus.mda._thread_relay import MDARelayThread
+
+    for thread in threading.enumerate():
+        if isinstance(thread, MDARelayThread):
+            thread.stop()
+            thread.join(timeout=5)
+
+
 def dataset_path(prepared: PreparedPlan, out_dir: Path | None = None) -> Path:
     storage = prepared.plan.storage
     return Path(out_dir or storage.out_dir) / f"{storage.name}.ome.zarr"
@@ -115,8 +132,12 @@ def run_plan(
     status, error = "completed", None
     t0 = time.perf_counter()
     try:
-        with lasers_guarded(core, rig.config):
-            core.mda.run(prepared.sequence, output=[assembler])
+        with lasers_guarded(core, rig.config, on_interrupt=core.mda.cancel):
+            try:
+                core.mda.run(prepared.sequence, output=[assembler])
+            except KeyboardInterrupt:
+                _stop_relay_threads()
+                raise
             if assembler.errors:
                 raise assembler.errors[0]
             if (

@@ -156,6 +156,13 @@ def run_with_progress(
             rig.close()
             if live is not None and path.exists():
                 _print_restoration(live.finish(path))
+    if result.status == "cancelled":
+        console.print(
+            f"[yellow]cancelled[/]: lasers off; {result.volumes} complete volume(s) "
+            f"({result.frames} frames) are in {result.dataset}",
+            highlight=False,
+        )
+        raise typer.Exit(130)
     console.print(
         f"[green]done[/]: {result.frames}/{result.expected_frames} frames, "
         f"{result.volumes} volumes in {result.seconds:.1f} s → {result.dataset}",

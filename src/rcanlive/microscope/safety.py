@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from ..log import logger
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
     from pymmcore_plus import CMMCorePlus
 
@@ -56,24 +56,35 @@ def make_safe(core: CMMCorePlus, rig: RigConfig) -> None:
 
 
 @contextlib.contextmanager
-def lasers_guarded(core: CMMCorePlus, rig: RigConfig) -> Iterator[None]:
+def lasers_guarded(
+    core: CMMCorePlus, rig: RigConfig, on_interrupt: Callable[[], None] | None = None
+) -> Iterator[None]:
     """Run a block with the guarantee that the lasers are off when it is left.
 
-    SIGTERM is turned into ``KeyboardInterrupt`` while the block runs (main thread
-    only), so ``kill`` gets the same clean exit as Ctrl-C.
+    While the block runs (main thread only), the first Ctrl-C or SIGTERM calls
+    ``on_interrupt`` (e.g. cancel the MDA, which stops at the end of the current
+    event and tears down cleanly); a second one, or any signal when no
+    ``on_interrupt`` is given, raises ``KeyboardInterrupt`` at once.
     """
-    previous = None
+    previous: dict[int, object] = {}
     if threading.current_thread() is threading.main_thread():
+        asked = {"n": 0}
 
-        def _term(signum: int, frame: object) -> None:
+        def _handler(signum: int, frame: object) -> None:
+            asked["n"] += 1
+            if on_interrupt is not None and asked["n"] == 1:
+                logger.warning("signal %d: stopping the acquisition cleanly", signum)
+                on_interrupt()
+                return
             raise KeyboardInterrupt(f"signal {signum}")
 
-        previous = signal.signal(signal.SIGTERM, _term)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, _handler)
     try:
         yield
     finally:
         try:
             make_safe(core, rig)
         finally:
-            if previous is not None:
-                signal.signal(signal.SIGTERM, previous)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)  # type: ignore[arg-type]
