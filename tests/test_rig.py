@@ -118,8 +118,16 @@ def test_keyboard_interrupt_mid_run_leaves_lasers_off(open_sim_rig, sim_rig_conf
     assert rig.world.lasers_off()
     ds = open_dataset(tmp_path / "live-4d.ome.zarr")
     assert ds.status == "cancelled"
-    assert [r["t"] for r in ds.volumes] == [0, 1]
-    assert np.asarray(ds.volume(1)).min() > 0
+    # a hard interrupt may drop the frames still queued for the relay thread (the
+    # first Ctrl-C cancels cleanly instead; see test_ctrl_c_cancels_cleanly), but
+    # every volume logged is complete, and no thread is left to hang the process
+    assert [r["t"] for r in ds.volumes] in ([0], [0, 1])
+    for rec in ds.volumes:
+        assert np.asarray(ds.volume(rec["t"])).min() > 0
+    import threading
+
+    relays = [t for t in threading.enumerate() if type(t).__name__ == "MDARelayThread"]
+    assert not any(t.is_alive() for t in relays)
 
 
 def test_ctrl_c_cancels_cleanly(open_sim_rig, sim_rig_config, tmp_path):

@@ -189,8 +189,12 @@ class LiveRestorer:
                 continue
             t1 = time.perf_counter()
             result = Restored(
-                key=volume.key, data=out, latency_s=t1 - t_submit, compute_s=t1 - t0,
-                backend=self.backend.name, precision=str(self.backend.precision),
+                key=volume.key,
+                data=out,
+                latency_s=t1 - t_submit,
+                compute_s=t1 - t0,
+                backend=self.backend.name,
+                precision=str(self.backend.precision),
             )
             with self._cond:
                 self.stats.restored.append(volume.key)
