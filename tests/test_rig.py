@@ -93,12 +93,7 @@ def test_keyboard_interrupt_mid_run_leaves_lasers_off(open_sim_rig, sim_rig_conf
     )
     rig = open_sim_rig()
 
-    def interrupt(volume):
-        if volume.t == 1:
-            raise KeyboardInterrupt
-
-    # A listener that raises KeyboardInterrupt runs on the relay thread; simulate the
-    # user's Ctrl-C on the main thread instead, from the engine's event setup.
+    # A hard KeyboardInterrupt on the main thread, from the engine's event setup.
     calls = {"n": 0}
     engine_cls = __import__("rcanlive.microscope.engine", fromlist=["ISIMEngine"]).ISIMEngine
     original = engine_cls.setup_event
