@@ -46,12 +46,10 @@ class VolumeAssembler:
         self.volumes = 0
         self.errors: list[BaseException] = []
         self._partial: dict[tuple[int, int, int], dict[str, Any]] = {}
-        self.thread_name = ""
         self._lock = threading.Lock()
 
     def frameReady(self, img: np.ndarray, event: MDAEvent, meta: dict[str, Any]) -> None:
         """Place one frame; emit the volume when its last plane arrives."""
-        self.thread_name = threading.current_thread().name
         idx = event.index
         key = (idx.get("t", 0), idx.get("p", 0), idx.get("c", 0))
         z = idx.get("z", 0)

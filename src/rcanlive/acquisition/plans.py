@@ -111,7 +111,7 @@ def resolve_illumination(rig: RigConfig, ill: Illumination, name: str, where: st
     return Preset(name, ill.line_nm, power, power_to_intensity_w_cm2(rig, power), value)
 
 
-def _preset_name(ill: Illumination, rig: RigConfig) -> str:
+def _preset_name(ill: Illumination) -> str:
     if ill.intensity_w_cm2 is not None:
         return f"{ill.line_nm}nm {ill.intensity_w_cm2:g} W per cm2"
     return f"{ill.line_nm}nm {ill.power_mw:g} mW"
@@ -181,7 +181,7 @@ def prepare(
 
     if isinstance(plan, LivePlan):
         presets = [
-            resolve_illumination(rig, ch, _preset_name(ch, rig), f"channels[{i}]")
+            resolve_illumination(rig, ch, _preset_name(ch), f"channels[{i}]")
             for i, ch in enumerate(plan.channels)
         ]
         xy = plan.position_um or current_xy_um
@@ -222,9 +222,7 @@ def prepare(
                 f"{min(fov_w, fov_h) * (1 - plan.min_overlap):.1f}, "
                 "or set force_overlap = true to accept it"
             )
-        presets = [
-            resolve_illumination(rig, plan.channel, _preset_name(plan.channel, rig), "channel")
-        ]
+        presets = [resolve_illumination(rig, plan.channel, _preset_name(plan.channel), "channel")]
         tiles = tile_positions(plan)
         _check_xy(
             rig,

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pymmcore_plus.mda import FinishReason
+
 from ..log import logger
 from ..microscope.engine import ISIMEngine
 from ..microscope.safety import lasers_guarded
@@ -140,10 +142,7 @@ def run_plan(
                 raise
             if assembler.errors:
                 raise assembler.errors[0]
-            if (
-                core.mda.status.finish_reason is not None
-                and core.mda.status.finish_reason.name == "CANCELED"
-            ):
+            if core.mda.status.finish_reason == FinishReason.CANCELED:
                 status = "cancelled"
             elif assembler.frames != prepared.n_frames:
                 # e.g. the camera's acquisition thread died: the MDA ends quietly

@@ -177,13 +177,29 @@ class World:
         out = np.zeros((h, w), np.float32)
         if self.sample is None or intensity_w_cm2 <= 0:
             return out
+        ys, xs, dst = self._field_slices(h, w, *roi_offset)
+        if ys.stop <= ys.start or xs.stop <= xs.start:
+            return out
+        plane = self._plane(self._z_index(z_um), ys, xs)
+        if plane is None:
+            return out
+        scale = self.brightness * intensity_w_cm2 * exposure_ms * 1e-3
+        out[dst] = plane * self._remaining_at(ys, xs) * scale
+        return out
+
+    def _z_index(self, z_um: float) -> float:
+        """Fractional plane index of the blurred volume at piezo position ``z_um``."""
+        assert self.sample is not None
+        nz = self.blurred().shape[0]
+        return (z_um - self.focus_um) / self.sample.voxel_um[0] + (nz - 1) / 2
+
+    def _plane(self, fz: float, ys: slice, xs: slice) -> np.ndarray | None:
+        """Blurred sample at fractional plane ``fz`` (linear in z; zero beyond the
+        volume), or ``None`` when ``fz`` is a whole plane or more outside it."""
         vol = self.blurred()
         nz = vol.shape[0]
-        dz = self.sample.voxel_um[0]
-        fz = (z_um - self.focus_um) / dz + (nz - 1) / 2
-        ys, xs, dst = self._field_slices(h, w, *roi_offset)
-        if ys.stop <= ys.start or xs.stop <= xs.start or not (-1 < fz < nz):
-            return out
+        if not -1 < fz < nz:
+            return None
         z0 = int(np.floor(fz))
         t = fz - z0
         plane = np.zeros((ys.stop - ys.start, xs.stop - xs.start), np.float32)
@@ -191,15 +207,19 @@ class World:
             plane += (1 - t) * vol[z0, ys, xs]
         if 0 <= z0 + 1 < nz and t > 0:
             plane += t * vol[z0 + 1, ys, xs]
-        rem = self._remaining_at(ys, xs)
-        scale = self.brightness * intensity_w_cm2 * exposure_ms * 1e-3
-        out[dst] = plane * rem * scale
-        return out
+        return plane
+
+    @staticmethod
+    def _blocks(ys: slice, xs: slice) -> tuple[slice, slice]:
+        """Bleaching-map blocks covering sample rows ``ys`` and columns ``xs``."""
+        b = BLEACH_BLOCK_PX
+        return slice(ys.start // b, (ys.stop - 1) // b + 1), slice(
+            xs.start // b, (xs.stop - 1) // b + 1
+        )
 
     def _remaining_at(self, ys: slice, xs: slice) -> np.ndarray:
-        rem = self.remaining_fraction()
         b = BLEACH_BLOCK_PX
-        block = rem[ys.start // b : (ys.stop - 1) // b + 1, xs.start // b : (xs.stop - 1) // b + 1]
+        block = self.remaining_fraction()[self._blocks(ys, xs)]
         full = np.repeat(np.repeat(block, b, 0), b, 1)
         oy, ox = ys.start % b, xs.start % b
         return full[oy : oy + ys.stop - ys.start, ox : ox + xs.stop - xs.start]
@@ -214,11 +234,9 @@ class World:
         ys, xs, _ = self._field_slices(*shape)
         if ys.stop <= ys.start or xs.stop <= xs.start:
             return
-        b = BLEACH_BLOCK_PX
-        rem = self.remaining_fraction()
-        by = slice(ys.start // b, (ys.stop - 1) // b + 1)
-        bx = slice(xs.start // b, (xs.stop - 1) // b + 1)
-        rem[by, bx] *= np.float32(2.0 ** (-dose / self.dose_half_j_cm2))
+        self.remaining_fraction()[self._blocks(ys, xs)] *= np.float32(
+            2.0 ** (-dose / self.dose_half_j_cm2)
+        )
 
     def ground_truth(self, shape: tuple[int, int], z_positions_um: list[float]) -> np.ndarray:
         """Noise-free, unbleached blurred sample under the camera at ``z_positions``.
@@ -226,21 +244,15 @@ class World:
         Returned in relative density units (independent of light), for scoring
         restorations against what the simulator really rendered.
         """
-        vol = self.blurred()
-        nz = vol.shape[0]
-        dz = self.sample.voxel_um[0] if self.sample else 1.0
+        nz = self.blurred().shape[0]
         ys, xs, dst = self._field_slices(*shape)
-        planes = []
-        for z in z_positions_um:
-            fz = (z - self.focus_um) / dz + (nz - 1) / 2
-            coords = np.clip(fz, 0, nz - 1)
-            frame = np.zeros(shape, np.float32)
-            z0 = int(np.floor(coords))
-            t = coords - z0
-            z1 = min(z0 + 1, nz - 1)
-            frame[dst] = (1 - t) * vol[z0, ys, xs] + t * vol[z1, ys, xs]
-            planes.append(frame)
-        return np.stack(planes)
+        planes = np.zeros((len(z_positions_um), *shape), np.float32)
+        for i, z in enumerate(z_positions_um):
+            # clamped to the volume: beyond it the truth is its outermost plane
+            plane = self._plane(float(np.clip(self._z_index(z), 0, nz - 1)), ys, xs)
+            assert plane is not None
+            planes[i][dst] = plane
+        return planes
 
 
 _WORLDS: dict[str, World] = {}

@@ -24,7 +24,7 @@ import datetime as dt
 import json
 import os
 import threading
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -96,6 +96,7 @@ class DatasetWriter:
                     "channels": list(g.channels),
                     "pixel_size_um": g.pixel_size_um,
                     "z_step_um": g.z_step_um,
+                    "geometry": asdict(g),
                 }
             },
         )
@@ -260,7 +261,7 @@ class Dataset:
             return np.asarray(self.image(image)[t, c])
         if self.kind == "tile":
             return np.asarray(self.image(f"tiles/{p:04d}")[c])
-        n_p = len(self.meta["plan"]["positions_um"])
+        n_p = self.meta["geometry"]["n_p"]
         return np.asarray(self.image("pairs/low" if c == 0 else "pairs/high")[t * n_p + p, 0])
 
     def tile_manifest(self) -> list[dict[str, Any]]:
