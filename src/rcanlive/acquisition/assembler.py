@@ -84,6 +84,8 @@ class VolumeAssembler:
         if "sim_stage_true_um" in cam:
             extra["sim_stage_true_um"] = [float(v) for v in cam["sim_stage_true_um"].split(",")]
         runner_t = entry["meta"].get("runner_time_ms")
+        # raw data is immutable from here on: the writer may reference it without a copy
+        entry["data"].flags.writeable = False
         vol = Volume(
             data=entry["data"],
             t=key[0],

@@ -11,7 +11,11 @@ Layout::
                          its stage position; manifest in ``tiles`` attrs
       volumes.jsonl      append-only log, one line per volume fully written
 
-Crash safety: zarr writes each chunk atomically (temp file + rename) and a volume's
+Volumes are written with tensorstore, whose C++ I/O threads run without the GIL and
+keep up with a 2048² camera at 100 frames/s (zarr-python's codec pipeline does not;
+see ``benchmarks/RESULTS.md``); every array is created, and read back, with zarr-python.
+
+Crash safety: each chunk is written atomically (temp file + rename) and a volume's
 line is appended to ``volumes.jsonl`` (flushed and fsynced) only after all of its
 chunks are on disk; metadata documents are rewritten only at creation and at the
 end. A run killed at any moment therefore leaves a dataset that opens, and every
@@ -29,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
+import tensorstore as ts
 import zarr
 
 from .. import __version__
@@ -39,6 +44,9 @@ if TYPE_CHECKING:
 
 Kind = Literal["live", "pairs", "tile"]
 LOG_NAME = "volumes.jsonl"
+# One I/O pool shared by every writer. Each chunk is fsynced before its volume is
+# logged, so the log never lists a volume a power cut could take back.
+_TS_CONTEXT = ts.Context({"file_io_concurrency": {"limit": 4}, "file_io_sync": True})
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,24 +159,41 @@ class DatasetWriter:
         else:  # pragma: no cover - guarded by the Literal
             raise ValueError(f"unknown dataset kind {kind!r}")
         self._log = open(self.path / LOG_NAME, "a", encoding="utf-8")
+        self._stores: dict[str, ts.TensorStore] = {}
 
-    def _target(self, v: Volume) -> tuple[zarr.Array, tuple[Any, ...]]:
+    def _store(self, name: str) -> ts.TensorStore:
+        """Tensorstore handle on array ``name`` (opened on first use, then kept)."""
+        store = self._stores.get(name)
+        if store is None:
+            arr = self._arrays[name]
+            spec = {
+                "driver": "zarr3",
+                "kvstore": {"driver": "file", "path": str(self.path / arr.path)},
+            }
+            store = self._stores[name] = ts.open(spec, open=True, context=_TS_CONTEXT).result()
+        return store
+
+    def _target(self, v: Volume) -> tuple[str, tuple[Any, ...]]:
         g = self.geometry
         if self.kind == "live":
-            return self._arrays["raw"], (v.t, v.c)
+            return "raw", (v.t, v.c)
         if self.kind == "pairs":
-            return self._arrays["low" if v.c == 0 else "high"], (v.t * g.n_p + v.p, 0)
-        return self._arrays[f"{v.p:04d}"], (v.c,)
+            return ("low" if v.c == 0 else "high"), (v.t * g.n_p + v.p, 0)
+        return f"{v.p:04d}", (v.c,)
 
     def write(self, volume: Volume) -> None:
         """Write one volume, then log it as complete."""
-        arr, where = self._target(volume)
-        expected = arr.shape[len(where) :]
+        name, where = self._target(volume)
+        expected = self._arrays[name].shape[len(where) :]
         if volume.data.shape != expected:
             raise ValueError(
                 f"volume {volume.key} has shape {volume.data.shape}, dataset expects {expected}"
             )
-        arr[where] = volume.data
+        data = volume.data
+        # a read-only volume (as the assembler emits) is written without a copy
+        self._store(name)[where].write(
+            data, can_reference_source_data_indefinitely=not data.flags.writeable
+        ).result()
         record = {
             "t": volume.t,
             "p": volume.p,
