@@ -264,7 +264,8 @@ def _restore_dataset(
     overlap: tuple[int, int, int] | None,
     batch_size: int,
 ) -> None:
-    """Restore a live dataset's raw volumes into its ``restored`` image, in place."""
+    """Restore a live (or tiling) dataset's raw volumes into its ``restored`` image
+    (``restored_tiles``), in place."""
     from rich.progress import Progress
 
     from ..inference import predict_volume
@@ -276,8 +277,10 @@ def _restore_dataset(
         ds = open_dataset(source)
     except FileNotFoundError as exc:
         raise UserError(str(exc)) from None
-    if ds.kind != "live":
-        raise UserError(f"{source} is a {ds.kind!r} dataset; only live datasets are restored")
+    if ds.kind not in ("live", "tile"):
+        raise UserError(
+            f"{source} is a {ds.kind!r} dataset; only live and tiling datasets are restored"
+        )
     todo = (
         missing_restorations(source)
         if only_missing
@@ -286,7 +289,11 @@ def _restore_dataset(
     if not todo:
         console.print(f"nothing to restore in {source}", highlight=False)
         return
-    shape = tuple(ds.image("raw").shape[2:])
+    shape = (
+        tuple(ds.image("raw").shape[2:])
+        if ds.kind == "live"
+        else tuple(ds.image(f"tiles/{todo[0][1]:04d}").shape[1:])
+    )
     backend = make_backend(shape)
     writer = RestoredWriter(source)
     try:
@@ -313,7 +320,8 @@ def _restore_dataset(
     finally:
         writer.close()
         backend.close()
-    console.print(f"restored {len(todo)} volume(s) into {source}/restored", highlight=False)
+    where = "restored" if ds.kind == "live" else "restored_tiles"
+    console.print(f"restored {len(todo)} volume(s) into {source}/{where}", highlight=False)
 
 
 @app.command(

@@ -118,6 +118,9 @@ class TilingPlan(_PlanBase):
     min_overlap: float = Field(0.20, ge=0, lt=1)
     force_overlap: bool = False  # accept overlap below min_overlap
     channel: Illumination
+    #: restore every tile as it arrives (needs a model); None = off. Tiles skipped by
+    #: a full queue are restored afterwards with ``rcanlive restore DATASET --only-missing``
+    restoration: Restoration | None = None
 
 
 Plan = Annotated[LivePlan | PairsPlan | TilingPlan, Field(discriminator="kind")]

@@ -30,6 +30,26 @@ def _compressors(compression: str) -> Any:
     return BloscCodec(cname="lz4", clevel=5, shuffle="bitshuffle")
 
 
+def _axes_meta(axes: str) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": a,
+            "type": _AXIS_TYPES[a],
+            **({"unit": _AXIS_UNITS[a]} if a in _AXIS_UNITS else {}),
+        }
+        for a in axes
+    ]
+
+
+def _transforms(
+    scale: Sequence[float], translation: Sequence[float] | None
+) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = [{"type": "scale", "scale": [float(s) for s in scale]}]
+    if translation is not None:
+        out.append({"type": "translation", "translation": [float(v) for v in translation]})
+    return out
+
+
 def create_image(
     parent: Group,
     name: str,
@@ -52,39 +72,102 @@ def create_image(
     scale, translation
         Physical pixel size / origin per axis (seconds, µm; 1 for ``c``).
     """
-    if len(axes) != len(shape) or len(scale) != len(shape):
-        raise ValueError("axes, shape and scale must have the same length")
-    transforms: list[dict[str, Any]] = [{"type": "scale", "scale": [float(s) for s in scale]}]
-    if translation is not None:
-        transforms.append({"type": "translation", "translation": [float(v) for v in translation]})
+    return create_multiscale(
+        parent,
+        name,
+        axes=axes,
+        shapes=[shape],
+        dtype=dtype,
+        scales=[scale],
+        translations=None if translation is None else [translation],
+        chunks=chunks,
+        compression=compression,
+        attrs=attrs,
+    )[0]
+
+
+def pyramid_shapes(
+    shape: Sequence[int], axes: str, *, min_size: int = 256
+) -> list[tuple[int, ...]]:
+    """Level shapes of a 2× (y, x) pyramid: halve y and x until both fit ``min_size``."""
+    shapes = [tuple(int(s) for s in shape)]
+    iy, ix = axes.index("y"), axes.index("x")
+    while max(shapes[-1][iy], shapes[-1][ix]) > min_size:
+        nxt = list(shapes[-1])
+        nxt[iy] = -(-nxt[iy] // 2)
+        nxt[ix] = -(-nxt[ix] // 2)
+        shapes.append(tuple(nxt))
+    return shapes
+
+
+def create_multiscale(
+    parent: Group,
+    name: str,
+    *,
+    axes: str,
+    shapes: Sequence[Sequence[int]],
+    dtype: np.dtype | str,
+    scales: Sequence[Sequence[float]],
+    translations: Sequence[Sequence[float]] | None = None,
+    chunks: Sequence[int] | None = None,
+    compression: str = "none",
+    attrs: dict[str, Any] | None = None,
+) -> list[zarr.Array]:
+    """Create an NGFF 0.5 multiscale image group ``parent/name`` with arrays ``0``, ``1``, ...
+
+    Parameters
+    ----------
+    shapes, scales, translations
+        One entry per resolution level, finest first (``translations`` optional).
+    chunks
+        Chunk shape of every level (clipped to the level's shape).
+    """
+    if len(shapes) < 1 or len(scales) != len(shapes):
+        raise ValueError("give one scale per level, at least one level")
+    if translations is not None and len(translations) != len(shapes):
+        raise ValueError("give one translation per level (or none)")
+    for shape, scale in zip(shapes, scales, strict=True):
+        if len(axes) != len(shape) or len(scale) != len(shape):
+            raise ValueError("axes, shape and scale must have the same length")
     ome = {
         "version": NGFF_VERSION,
         "multiscales": [
             {
                 "name": name,
-                "axes": [
+                "axes": _axes_meta(axes),
+                "datasets": [
                     {
-                        "name": a,
-                        "type": _AXIS_TYPES[a],
-                        **({"unit": _AXIS_UNITS[a]} if a in _AXIS_UNITS else {}),
+                        "path": str(level),
+                        "coordinateTransformations": _transforms(
+                            scales[level], None if translations is None else translations[level]
+                        ),
                     }
-                    for a in axes
+                    for level in range(len(shapes))
                 ],
-                "datasets": [{"path": "0", "coordinateTransformations": transforms}],
             }
         ],
     }
     group = parent.create_group(name, overwrite=True, attributes={"ome": ome, **(attrs or {})})
-    return group.create_array(
-        "0",
-        shape=tuple(int(s) for s in shape),
-        dtype=dtype,
-        chunks=tuple(chunks) if chunks is not None else None,
-        fill_value=0,
-        compressors=_compressors(compression),
-        dimension_names=list(axes),
-        overwrite=True,
-    )
+    arrays = []
+    for level, shape in enumerate(shapes):
+        level_chunks = (
+            None
+            if chunks is None
+            else tuple(min(int(c), max(int(s), 1)) for c, s in zip(chunks, shape, strict=True))
+        )
+        arrays.append(
+            group.create_array(
+                str(level),
+                shape=tuple(int(s) for s in shape),
+                dtype=dtype,
+                chunks=level_chunks,
+                fill_value=0,
+                compressors=_compressors(compression),
+                dimension_names=list(axes),
+                overwrite=True,
+            )
+        )
+    return arrays
 
 
 def image_scale(group: Group) -> dict[str, float]:

@@ -1,9 +1,11 @@
 """Restored volumes next to the raw ones: same indices, float32, with a log.
 
-``restored`` is an NGFF image shaped like ``raw`` (t, c, z, y, x), float32 in the
-raw intensity scale. ``restored.jsonl`` records, per volume, whether it was restored
-(latency, backend, precision, means) or skipped and why; the last record for a
-volume wins, so restoring a skipped volume afterwards simply appends.
+Live datasets: ``restored`` is an NGFF image shaped like ``raw`` (t, c, z, y, x),
+float32 in the raw intensity scale. Tiling datasets: ``restored_tiles/NNNN`` is one
+NGFF image (c, z, y, x) per tile, float32, with the raw tile's scale and translation
+(so restored tiles stitch exactly like raw ones). ``restored.jsonl`` records, per
+volume, whether it was restored (latency, backend, precision, means) or skipped and
+why; the last record for a volume wins, so restoring a skipped volume afterwards simply appends.
 """
 
 from __future__ import annotations
@@ -49,18 +51,57 @@ def missing_restorations(path: str | Path) -> list[tuple[int, int, int]]:
     return [k for k in done if records.get(k, {}).get("status") != "restored"]
 
 
+RESTORED_TILES = "restored_tiles"
+
+
+def _restored_tiles(root: zarr.Group) -> dict[int, Any]:
+    """The ``restored_tiles/NNNN`` arrays of a tiling dataset, created if absent."""
+    tiles_meta: Any = root["tiles"].attrs["rcanlive"]
+    group = root.require_group(RESTORED_TILES)
+    arrays: dict[int, Any] = {}
+    for tile in tiles_meta["manifest"]:
+        name = f"{tile['index']:04d}"
+        if name in group:
+            arrays[tile["index"]] = group[f"{name}/0"]  # type: ignore[assignment]
+            continue
+        raw_group: Any = root[f"tiles/{name}"]
+        raw = raw_group["0"]
+        datasets = raw_group.attrs["ome"]["multiscales"][0]["datasets"][0]
+        transforms = datasets["coordinateTransformations"]
+        arrays[tile["index"]] = create_image(
+            group,
+            name,
+            axes="czyx",
+            shape=raw.shape,
+            dtype="float32",
+            scale=transforms[0]["scale"],
+            translation=transforms[1]["translation"] if len(transforms) > 1 else None,
+            chunks=[1, 1, *raw.shape[2:]],
+            attrs={"rcanlive": {"tile": tile, "restored": True}},
+        )
+    return arrays
+
+
 class RestoredWriter:
-    """Writes restored volumes and their records into a live dataset (thread-safe)."""
+    """Writes restored volumes and their records into a live or tiling dataset
+    (thread-safe)."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         root = zarr.open_group(self.path, mode="r+")
-        if root.attrs.get("rcanlive", {}).get("kind") != "live":
-            raise ValueError(f"{self.path}: restored volumes are stored for live datasets only")
-        raw = root["raw/0"]
-        if "restored" in root:
+        meta: Any = root.attrs.get("rcanlive", {})
+        self.kind = meta.get("kind")
+        self.tiles: dict[int, Any] = {}
+        if self.kind == "tile":
+            self.tiles = _restored_tiles(root)
+        elif self.kind != "live":
+            raise ValueError(
+                f"{self.path}: restored volumes are stored for live and tiling datasets only"
+            )
+        elif "restored" in root:
             self.array = root["restored/0"]
         else:
+            raw = root["raw/0"]
             scale = image_scale(root["raw"])  # type: ignore[arg-type]
             self.array = create_image(
                 root,
@@ -83,7 +124,10 @@ class RestoredWriter:
     def write(self, key: tuple[int, int, int], data: np.ndarray, **info: Any) -> None:
         """Store a restored volume, then record it (latency, backend, ...)."""
         t, p, c = key
-        self.array[t, c] = data.astype(np.float32, copy=False)
+        if self.kind == "tile":
+            self.tiles[p][c] = data.astype(np.float32, copy=False)
+        else:
+            self.array[t, c] = data.astype(np.float32, copy=False)
         self._append(
             {"t": t, "p": p, "c": c, "status": "restored", "mean": float(data.mean()), **info}
         )
