@@ -13,7 +13,16 @@ import sys
 from .app import app, run_cli
 
 # Subcommand modules, imported for their registration side effect.
-_COMMAND_MODULES = ("acquire", "train", "simulate", "restore", "export", "bench")
+_COMMAND_MODULES = (
+    "acquire",
+    "train",
+    "simulate",
+    "restore",
+    "export",
+    "bench",
+    "dashboard",
+    "stitch",
+)
 
 
 def _register() -> None:

@@ -109,13 +109,24 @@ def run_with_progress(
     overwrite: bool,
     restore: RestoreOptions | None = None,
     realtime: bool = True,
+    dashboard: bool = False,
+    report: bool = False,
 ) -> RunResult:
-    """Open the rig, run the plan with a progress bar and print the summary."""
+    """Open the rig, run the plan with a progress bar and print the summary.
+
+    ``dashboard``: show the live dashboard; Qt runs on this (main) thread and the
+    plan on a worker thread; closing the window cancels the run cleanly (lasers off).
+    ``report``: write ``DATASET/report.html`` (bleaching, SNR) at the end.
+    """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
     from ..acquisition.runner import AcquisitionError, dataset_path, run_plan
     from ..microscope.rig import RigError, open_rig
 
+    if dashboard:
+        from .dashboard import require_qt
+
+        require_qt()  # before anything moves
     _plan, rig_config, prepared = load_and_prepare(kind, config, simulate, out, realtime)
     path = dataset_path(prepared)
     if path.exists() and not overwrite:
@@ -126,6 +137,7 @@ def run_with_progress(
         rig = open_rig(rig_config)
     except RigError as exc:
         raise UserError(str(exc)) from None
+    feed = _dashboard_feed(rig_config, path, live) if (dashboard or report) else None
     columns = (
         "[progress.description]{task.description}",
         BarColumn(),
@@ -140,15 +152,35 @@ def run_with_progress(
             restored = bar.add_task("restored", total=prepared.n_volumes)
             live.listeners.append(lambda event, v, info: bar.advance(restored))
             listeners.append(live.submit)
-        try:
-            result = run_plan(
+        if feed is not None:
+            listeners.append(feed.on_volume)
+            if live is not None:
+                live.listeners.append(feed.on_restoration)
+
+        def on_frame(n: int) -> None:
+            bar.update(frames, completed=n)
+            if feed is not None:
+                feed.on_frame(n)
+
+        def acquire() -> RunResult:
+            return run_plan(
                 rig,
                 prepared,
                 overwrite=overwrite,
-                on_frame=lambda n: bar.update(frames, completed=n),
+                on_frame=on_frame,
                 listeners=listeners,
                 writer_hook=live.attach if live is not None else None,
             )
+
+        try:
+            if dashboard and feed is not None:
+                from ..dashboard.app import Session, headless
+
+                # nobody can close an offscreen window: it closes when the run ends
+                session = Session(feed.model, acquire, rig.core.mda.cancel, not headless())
+                result = session.exec()
+            else:
+                result = acquire()
         except AcquisitionError as exc:
             console.print(f"[bold red]acquisition failed[/]: {exc}", highlight=False)
             raise typer.Exit(1) from None
@@ -156,6 +188,10 @@ def run_with_progress(
             rig.close()
             if live is not None and path.exists():
                 _print_restoration(live.finish(path))
+            if feed is not None:
+                feed.close()
+                if report and path.exists():
+                    _write_report(feed.model, path)
     if result.status == "cancelled":
         console.print(
             f"[yellow]cancelled[/]: lasers off; {result.volumes} complete volume(s) "
@@ -169,6 +205,32 @@ def run_with_progress(
         highlight=False,
     )
     return result
+
+
+def _dashboard_feed(rig_config: RigConfig, path: Path, live: Any) -> Any:
+    """A dashboard model (camera parameters from the rig) fed from the live run."""
+    from ..analysis.snr import Camera
+    from ..dashboard.model import DashboardModel, LiveFeed
+
+    model = DashboardModel(Camera.from_rig(rig_config), title=path.name)
+
+    def queue_depth() -> int:
+        restorer = getattr(live, "restorer", None)
+        return restorer.queue_depth if restorer is not None else 0
+
+    return LiveFeed(model, queue_depth=queue_depth)
+
+
+def _write_report(model: Any, path: Path) -> None:
+    """``DATASET/report.html``; a failure is reported, never fatal (the data is safe)."""
+    from ..dashboard.report import write_report
+
+    try:
+        written = write_report(model.snapshot(), path / "report.html")
+    except Exception as exc:
+        console.print(f"[yellow]report not written[/]: {exc}", highlight=False)
+        return
+    console.print(f"report: {written}", highlight=False)
 
 
 @dataclass(frozen=True)
@@ -216,13 +278,27 @@ def live(
     restore: Annotated[
         bool, typer.Option("--restore/--no-restore", help="Restore each volume as it arrives.")
     ] = True,
+    dashboard: Annotated[
+        bool,
+        typer.Option(
+            "--dashboard",
+            help="Show the live dashboard (bleaching, SNR, raw vs restored). Closing it "
+            "stops the run cleanly; needs a display (or QT_QPA_PLATFORM=offscreen).",
+        ),
+    ] = False,
 ) -> None:
     """Live 4D time-lapse: a z-stack per channel every interval, restored as it arrives.
 
+    Writes DATASET/report.html (bleaching curves and input SNR) at the end.
+
     Example: rcanlive acquire live --config configs/live-4d.toml --simulate --backend auto
+
+    Example: rcanlive acquire live --config configs/live-4d.toml --simulate --dashboard
     """
     options = RestoreOptions(model, backend, precision) if restore else None
-    run_with_progress("live", config, simulate, out, overwrite, options)
+    run_with_progress(
+        "live", config, simulate, out, overwrite, options, dashboard=dashboard, report=True
+    )
 
 
 @acquire_app.command("pairs")

@@ -23,7 +23,9 @@ class LiveRestoration:
     ``attach`` is the ``writer_hook`` of :func:`rcanlive.acquisition.run_plan` (it
     runs once the raw dataset exists); ``submit`` is a volume listener (it runs
     after the raw volume is written). Events go to ``listeners`` as
-    ``("restored", volume, info)`` or ``("skipped", volume, reason)``.
+    ``("restored", volume, info)`` or ``("skipped", volume, reason)``; ``info`` holds
+    the stored record's fields (latency, backend, ...) plus ``data`` (the restored
+    volume) and ``queue_depth`` (volumes waiting behind it).
     """
 
     backend: Backend
@@ -60,14 +62,19 @@ class LiveRestoration:
             "raw_mean": float(volume.data.mean()),
         }
         self.writer.write(volume.key, result.data, **info)
+        # listeners (dashboard) also get the restored volume and the queue behind it
+        event = {**info, "data": result.data, "queue_depth": self._queue_depth()}
         for listener in self.listeners:
-            listener("restored", volume, info)
+            listener("restored", volume, event)
 
     def _skipped(self, volume: Volume, reason: str) -> None:
         assert self.writer is not None
         self.writer.skip(volume.key, reason)
         for listener in self.listeners:
             listener("skipped", volume, reason)
+
+    def _queue_depth(self) -> int:
+        return self.restorer.queue_depth if self.restorer is not None else 0
 
     def finish(self, dataset: Path) -> dict[str, Any]:
         """Drain the queue, close everything, record the summary in the dataset."""
