@@ -77,6 +77,12 @@ def _live_restoration(prepared: PreparedPlan, restore: RestoreOptions | None) ->
     from .restore import open_backend, resolve_model_path
 
     settings = getattr(prepared.plan, "restoration", None)
+    if settings is None and restore is not None and restore.model is not None:
+        # tiling with --model: every tile matters, so queue rather than drop (the
+        # few dropped anyway are restored before stitching)
+        from ..config.experiment import Restoration
+
+        settings = Restoration(policy="fifo", max_queue=TILE_QUEUE)
     if restore is None or settings is None or not settings.enabled:
         return None
     try:
@@ -233,6 +239,10 @@ def _write_report(model: Any, path: Path) -> None:
     console.print(f"report: {written}", highlight=False)
 
 
+#: tiles waiting for restoration during a tiling run (about 8 MB each at 512²×16)
+TILE_QUEUE = 64
+
+
 @dataclass(frozen=True)
 class RestoreOptions:
     """Live-restoration choices from the command line."""
@@ -321,9 +331,77 @@ def tile(
     simulate: SimulateOpt = False,
     out: OutOpt = None,
     overwrite: OverwriteOpt = False,
+    model: Annotated[
+        Path | None,
+        typer.Option(
+            "--model",
+            "-m",
+            help="Restore every tile with this model as it arrives (a \\[restoration] "
+            "table in the config does the same with the bundled model).",
+        ),
+    ] = None,
+    backend: Annotated[
+        str, typer.Option("--backend", "-b", help="auto, eager, compiled, onnx or tensorrt.")
+    ] = "auto",
+    precision: Annotated[
+        str, typer.Option("--precision", "-p", help="auto, fp32, bf16 or fp16.")
+    ] = "auto",
+    stitch: Annotated[
+        bool,
+        typer.Option("--stitch/--no-stitch", help="Stitch the tiles when the scan is done."),
+    ] = True,
+    scheduler: Annotated[
+        str,
+        typer.Option(
+            "--scheduler", help="Stitching on: threads, local (Dask LocalCluster) or an address."
+        ),
+    ] = "threads",
 ) -> None:
-    """Zigzag tiling of a large sample, a z-stack at every tile.
+    """Zigzag tiling of a large sample, a z-stack at every tile, then stitching.
+
+    Tile positions come from the stage, refined by registering the overlaps; the
+    result is DATASET/stitched (and DATASET/stitched_restored with --model).
 
     Example: rcanlive acquire tile --config configs/gel-tiling.toml --simulate
+
+    Example: rcanlive acquire tile -c configs/gel-tiling.toml --simulate -m runs/gel/best.pt
     """
-    run_with_progress("tile", config, simulate, out, overwrite)
+    options = RestoreOptions(model, backend, precision)
+    result = run_with_progress("tile", config, simulate, out, overwrite, options)
+    restored = _restoration_ran(result.dataset)
+    if restored:
+        _restore_skipped_tiles(result.dataset, options)
+    if not stitch:
+        return
+    from .stitch import run_stitch
+
+    run_stitch(result.dataset, image="tiles", scheduler=scheduler, overwrite=True)
+    if restored:
+        run_stitch(result.dataset, image="restored", scheduler=scheduler, overwrite=True)
+
+
+def _restoration_ran(dataset: Path) -> bool:
+    from ..storage import open_dataset
+
+    return "restoration" in open_dataset(dataset).meta
+
+
+def _restore_skipped_tiles(dataset: Path, options: RestoreOptions) -> None:
+    """Restore the tiles the live queue dropped, so that the restored mosaic is whole."""
+    from ..inference import choose_tile_shape
+    from ..storage import missing_restorations
+    from .restore import open_backend, resolve_model_path, restore_dataset
+
+    missing = missing_restorations(dataset)
+    if not missing:
+        return
+    console.print(f"restoring {len(missing)} tile(s) skipped during the scan", highlight=False)
+    model = resolve_model_path(options.model)
+
+    def make_backend(shape: tuple[int, ...]) -> Any:
+        tile = choose_tile_shape(shape)  # type: ignore[arg-type]
+        return open_backend(model, options.backend, options.precision, "auto", tile, 1, None)
+
+    restore_dataset(
+        dataset, None, make_backend, only_missing=True, tile_shape=None, overlap=None, batch_size=1
+    )

@@ -79,6 +79,7 @@ def dashboard_command(
     session.result()
     app_.processEvents()
     session.window.refresh(force=True)
+    session.window.set_status(f"replay of {path}")
     save_screenshot(session.window, screenshot)
     session.window.close()
     console.print(f"dashboard screenshot → {screenshot}", highlight=False)

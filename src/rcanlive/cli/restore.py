@@ -254,7 +254,7 @@ def _restore_tiffs(
     console.print(f"wrote {len(jobs)} restored file(s) (float32)", highlight=False)
 
 
-def _restore_dataset(
+def restore_dataset(
     source: Path,
     out: Path | None,
     make_backend: Callable[[tuple[int, ...]], Backend],
@@ -411,7 +411,7 @@ def restore_command(
         )
 
     if is_dataset:
-        _restore_dataset(
+        restore_dataset(
             source,
             out,
             make_backend,
