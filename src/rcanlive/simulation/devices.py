@@ -145,6 +145,9 @@ class SimCamera(_WorldDevice, CameraDevice):
         trig = world.triggers
         shape, dtype = self.shape(), self.dtype()
         period = self._exposure * 1e-3
+        if self._fast:  # render the bank before the clock starts, as a camera is ready
+            z0 = trig.z[0] if trig.z else world.z_um
+            self._bank_frame(0, z0, {**world.aotf, **{ln: s[0] for ln, s in trig.aotf.items()}})
         t_next = time.perf_counter()
         i = 0
         limit = n if n is not None else 2**62
