@@ -108,12 +108,15 @@ def test_pairs_per_volume_switching(open_sim_rig, sim_rig_config, tmp_path):
 
 
 def test_tiling_is_serpentine_and_matches_manifest(open_sim_rig, sim_rig_config, tmp_path):
-    plan = load_plan(CONFIGS / "gel-tiling.toml", "tile").replace(
+    plan = load_plan(CONFIGS / "gel-tiling.toml", "tile")
+    plan = plan.replace(
         rows=3,
         columns=4,
         step_um=5.0,
         zstack={"planes": 2, "step_um": 0.5},
         camera_roi_px=(128, 128),
+        # a perfect stage: the positions the camera saw are the commanded ones
+        simulation={**plan.simulation.model_dump(), "stage_error_um": 0.0},
     )
     _prepared, result, frames = _run(open_sim_rig, sim_rig_config, plan, tmp_path)
     assert result.frames == 3 * 4 * 2
