@@ -247,3 +247,30 @@ def test_cli_help_and_user_errors(tmp_path, capsys):
     not_a_dataset.mkdir()
     assert main(["report", str(not_a_dataset)]) == 2
     assert "not an rcanlive" in capsys.readouterr().err
+
+
+def test_restored_curve_is_measured_against_its_own_background():
+    """A restored volume's zero is its background, which sits below the camera offset."""
+    from rcanlive.dashboard.model import RESTORED
+    from rcanlive.storage.volume import Volume
+
+    cam = CAMERAS["paper sCMOS"]
+    model = DashboardModel(Camera.from_rig({"camera": cam}))
+    disk = _disk()
+    half_life = 6.5
+    for t in range(8):
+        photons = np.where(disk, 20.0 * 2 ** (-t / half_life), 0.0)
+        raw = _expose(photons, cam, seed=t)
+        vol = Volume(raw, t, 0, 0, "488", (0.0,) * 6, (0.0, 0.0), float(t))
+        model.add_raw(vol)
+        # a denoised volume in the raw scale whose background maps to 95 counts, below
+        # the offset of 100, as the percentile denormalisation puts it at low light
+        model.add_restored(vol, (95.0 + photons / cam["electrons_per_count"]).astype(np.float32))
+    snap = model.snapshot()
+    restored, raw = snap.series[("488", RESTORED)], snap.series[("488", RAW)]
+    assert np.all(restored.signal_e > 0)
+    truth = 2 ** (-np.arange(8) / half_life)
+    np.testing.assert_allclose(restored.normalised, truth, rtol=0.01)
+    np.testing.assert_allclose(raw.normalised, truth, rtol=0.05)
+    assert restored.fit is not None
+    assert restored.fit.half_life_volumes == pytest.approx(half_life, rel=0.02)

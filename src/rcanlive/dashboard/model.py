@@ -23,7 +23,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from ..analysis.bleaching import BleachFit, fit_bleaching, normalise, volume_signal
+from ..analysis.bleaching import (
+    BleachFit,
+    fit_bleaching,
+    normalise,
+    restored_background,
+    volume_signal,
+)
 from ..analysis.snr import SNR_WARNING, Camera, snr_map, volume_snr
 from ..log import logger
 
@@ -225,7 +231,7 @@ class DashboardModel:
         point = Point(
             t=int(volume.t),
             elapsed_s=float(volume.elapsed_s),
-            signal_e=volume_signal(data, self.camera),
+            signal_e=volume_signal(data, self.camera, restored_background(data)),
         )
         image = LatestImage(int(volume.t), data, data.max(axis=0))
         with self._lock:

@@ -91,7 +91,7 @@ def figure(snap: Snapshot) -> Figure:
         ax.text(
             0,
             0.3,
-            _wrap(warning, 38),
+            _wrap(warning, 26),
             va="top",
             color="white",
             fontsize=10,
