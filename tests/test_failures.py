@@ -139,3 +139,34 @@ def test_sigkill_leaves_readable_dataset(tmp_path):
     # and the log's last line is complete JSON
     lines = (path / "volumes.jsonl").read_text().splitlines()
     json.loads(lines[len(ds.volumes) - 1])
+
+
+@pytest.mark.parametrize("budget_frames", [3, None])
+def test_slow_storage_keeps_frames_out_of_ram(
+    budget_frames, open_sim_rig, sim_rig_config, tmp_path
+):
+    """A writer slower than the camera: at most the budget of frames waits in RAM."""
+    plan = load_plan(CONFIGS / "live-4d.toml", "live").replace(
+        volumes=4, interval_s=0.0, zstack={"planes": 8, "step_um": 0.5}, camera_roi_px=(64, 64)
+    )
+    frame_gb = 64 * 64 * 2 / 1e9
+    budget = budget_frames if budget_frames is not None else 10_000
+    plan = plan.replace(storage={**plan.storage.model_dump(), "max_backlog_gb": budget * frame_gb})
+    prepared = prepare(plan, sim_rig_config)
+    rig = open_sim_rig()
+    backlog: list[int] = []
+
+    def slow_consumer(n: int) -> None:  # on the relay thread, like a slow disk
+        backlog.append(rig.core.mda.engine.delivered - n + 1)  # waiting, this one included
+        time.sleep(0.01)
+
+    result = run_plan(rig, prepared, out=tmp_path, on_frame=slow_consumer)
+    assert result.frames == 32 and result.volumes == 4
+    engine = rig.core.mda.engine
+    waited = open_dataset(result.dataset).meta["summary"]["writer_wait_s"]
+    if budget_frames is None:  # the control: unbounded, frames pile up in RAM
+        assert max(backlog) > 3, backlog
+        assert waited == 0
+    else:
+        assert max(backlog) <= budget_frames, backlog
+        assert engine.throttled_s > 0 and waited == pytest.approx(engine.throttled_s, abs=1e-3)

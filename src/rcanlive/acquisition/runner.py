@@ -130,7 +130,14 @@ def run_plan(
     assembler = VolumeAssembler(
         prepared.planes, names, sink=writer.write, listeners=listeners, on_frame=on_frame
     )
-    core.mda.set_engine(ISIMEngine(core, rig.config))
+    frame_bytes = w * h * 2
+    engine = ISIMEngine(
+        core,
+        rig.config,
+        consumed=lambda: assembler.frames,
+        max_backlog=max(1, int(plan.storage.max_backlog_gb * 1e9 // frame_bytes)),
+    )
+    core.mda.set_engine(engine)
     status, error = "completed", None
     t0 = time.perf_counter()
     try:
@@ -163,6 +170,7 @@ def run_plan(
             "expected_frames": prepared.n_frames,
             "seconds": round(seconds, 3),
             "incomplete_volumes": [list(k) for k in assembler.incomplete],
+            "writer_wait_s": round(engine.throttled_s, 3),
         }
         if error is not None:
             summary["error"] = f"{type(error).__name__}: {error}"
@@ -175,9 +183,14 @@ def run_plan(
             seconds,
         )
     if error is not None:
-        raise AcquisitionError(
-            f"acquisition failed: {type(error).__name__}: {error}", path
-        ) from error
+        message = f"acquisition failed: {type(error).__name__}: {error}"
+        if engine.throttled_s > 0:
+            message += (
+                f"\n  storage could not keep up: frames waited {engine.throttled_s:.1f} s for "
+                f"the writer with {plan.storage.max_backlog_gb:g} GB of frames in RAM; lower the "
+                "frame rate or the ROI, raise storage.max_backlog_gb, or write to a faster disk"
+            )
+        raise AcquisitionError(message, path) from error
     return RunResult(
         path,
         status,

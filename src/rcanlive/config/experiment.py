@@ -48,6 +48,9 @@ class Storage(FrozenModel):
     out_dir: Path = Path("data")
     name: str = Field("run", pattern=r"^[A-Za-z0-9_.-]+$")
     compression: Literal["none", "zstd", "blosc-lz4"] = "none"
+    #: RAM that frames may fill while they wait for the disk; beyond it they wait in
+    #: the camera's sequence buffer, which stops the run cleanly when it overflows
+    max_backlog_gb: float = Field(2.0, gt=0, le=1024)
 
 
 class Restoration(FrozenModel):

@@ -1,19 +1,29 @@
 """The iSIM's MDA engine: blanking open only while frames are taken, lasers off at
-the end of every sequence however it ends."""
+the end of every sequence however it ends, and no more frames in RAM than the
+storage budget allows."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import time
+import types
+from typing import TYPE_CHECKING, Any
 
 from pymmcore_plus.mda import MDAEngine
 
+from ..log import logger
 from .safety import make_safe
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Iterator
+
     from pymmcore_plus import CMMCorePlus
     from useq import MDAEvent, MDASequence
 
     from ..config.rig import RigConfig
+
+#: stop waiting for a consumer that has not taken a frame for this long (it is stuck
+#: or dead: let the camera's buffer overflow and the run fail loudly instead)
+STALL_S = 10.0
 
 
 class ISIMEngine(MDAEngine):
@@ -24,9 +34,70 @@ class ISIMEngine(MDAEngine):
     software-timed, one frame at a time.
     """
 
-    def __init__(self, mmc: CMMCorePlus, rig: RigConfig, **kwargs: object) -> None:
+    def __init__(
+        self,
+        mmc: CMMCorePlus,
+        rig: RigConfig,
+        *,
+        consumed: Callable[[], int] | None = None,
+        max_backlog: int | None = None,
+        **kwargs: object,
+    ) -> None:
+        """``consumed`` counts the frames taken by the consumer (the volume assembler,
+        on pymmcore-plus's relay thread, whose queue has no bound); when more than
+        ``max_backlog`` frames wait there, the engine stops popping frames, so that
+        they wait in the camera's fixed-size sequence buffer instead, which overflows
+        with a clear error rather than the process running out of memory."""
         super().__init__(mmc, **kwargs)  # type: ignore[arg-type]
         self.rig = rig
+        self.consumed = consumed
+        self.max_backlog = max_backlog
+        self.delivered = 0
+        self.throttled_s = 0.0  # time spent waiting for the consumer
+
+    def exec_event(self, event: MDAEvent) -> Iterable[Any]:
+        frames = super().exec_event(event)
+        if self.consumed is None or self.max_backlog is None or frames is None:
+            return frames
+        return self._bounded(frames)
+
+    def _bounded(self, frames: Iterable[Any]) -> Iterator[Any]:
+        """Relay ``frames`` (and the runner's cancel/pause messages to them), waiting
+        after each one while the consumer is ``max_backlog`` frames behind."""
+        gen = iter(frames)
+        forwards = isinstance(gen, types.GeneratorType)
+        try:
+            item = next(gen)
+            while True:
+                message = yield item
+                if item is not None and not isinstance(item, int):
+                    self.delivered += 1
+                    if message != "cancel":
+                        self._wait_for_consumer()
+                item = gen.send(message) if forwards else next(gen)
+        except StopIteration:
+            return
+        finally:
+            if forwards:
+                gen.close()  # type: ignore[attr-defined]
+
+    def _wait_for_consumer(self) -> None:
+        assert self.consumed is not None and self.max_backlog is not None
+        if self.delivered - self.consumed() < self.max_backlog:
+            return
+        t0 = last_progress = time.perf_counter()
+        seen = self.consumed()
+        while self.delivered - (done := self.consumed()) >= self.max_backlog:
+            now = time.perf_counter()
+            if done != seen:
+                seen, last_progress = done, now
+            elif now - last_progress > STALL_S:
+                logger.error("the volume assembler took no frame for %.0f s", STALL_S)
+                break
+            if self.mmcore.mda.status.cancel_requested:
+                break
+            time.sleep(0.002)
+        self.throttled_s += time.perf_counter() - t0
 
     def setup_sequence(self, sequence: MDASequence) -> object:
         make_safe(self.mmcore, self.rig)  # start from a known-dark state
