@@ -163,7 +163,7 @@ def writer_only(
     def rcanlive_writer() -> None:
         for t in range(volumes):
             z_um = (0.0,) * planes
-            writer.write(Volume(data, t, 0, 0, "488", z_um, (0.0, 0.0), 0.0))
+            writer.write(Volume.from_array(data, t, 0, 0, "488", z_um, (0.0, 0.0), 0.0))
 
     arr = zarr.create_array(
         out / "writer-zarr.zarr",

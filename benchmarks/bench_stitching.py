@@ -86,7 +86,7 @@ def make_dataset(
         peak = peak or float(vol.max()) or 1.0
         counts = 100 + 2000 * vol / peak + noise.normal(0, 4, vol.shape)
         data = np.clip(counts, 0, 65535).astype(np.uint16)
-        writer.write(Volume(data, 0, t["index"], 0, "ch", (0.0,) * z, (0.0, 0.0), 0.0))
+        writer.write(Volume.from_array(data, 0, t["index"], 0, "ch", (0.0,) * z, (0.0, 0.0), 0.0))
     writer.finish("completed")
     return path
 

@@ -261,7 +261,7 @@ def test_restored_curve_is_measured_against_its_own_background():
     for t in range(8):
         photons = np.where(disk, 20.0 * 2 ** (-t / half_life), 0.0)
         raw = _expose(photons, cam, seed=t)
-        vol = Volume(raw, t, 0, 0, "488", (0.0,) * 6, (0.0, 0.0), float(t))
+        vol = Volume.from_array(raw, t, 0, 0, "488", (0.0,) * 6, (0.0, 0.0), float(t))
         model.add_raw(vol)
         # a denoised volume in the raw scale whose background maps to 95 counts, below
         # the offset of 100, as the percentile denormalisation puts it at low light

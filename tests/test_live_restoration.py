@@ -168,7 +168,7 @@ def test_submit_never_blocks(tiny_model):
     vol = np.random.default_rng(0).integers(100, 200, (2, 16, 16)).astype(np.uint16)
     t0 = time.perf_counter()
     for t in range(50):
-        restorer.submit(Volume(vol, t, 0, 0, "x", (0.0, 0.0), (0.0, 0.0), 0.0))
+        restorer.submit(Volume.from_array(vol, t, 0, 0, "x", (0.0, 0.0), (0.0, 0.0), 0.0))
     assert time.perf_counter() - t0 < 0.5
     backend.release.set()
     stats = restorer.close(timeout=30)

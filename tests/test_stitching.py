@@ -182,7 +182,7 @@ def _synthetic_dataset(
         if i in flat:
             data = np.full_like(data, 100.0)
         data = data + noise.normal(0, 3, data.shape)
-        vol = Volume(data.astype(np.uint16), 0, i, 0, "ch", (0.0,) * z, (0.0, 0.0), 0.0)
+        vol = Volume.from_array(data.astype(np.uint16), 0, i, 0, "ch", (0.0,) * z, (0.0, 0.0), 0.0)
         writer.write(vol)
     writer.finish("completed")
     return path, truth

@@ -92,3 +92,22 @@ def test_refuses_to_overwrite(tmp_path):
     DatasetWriter(tmp_path / "a.ome.zarr", "live", g, plan={}, rig={}).finish("completed")
     with pytest.raises(FileExistsError, match="already exists"):
         DatasetWriter(tmp_path / "a.ome.zarr", "live", g, plan={}, rig={})
+
+
+def test_volume_is_its_frames_read_only_and_stacks_on_demand():
+    from rcanlive.storage.volume import Volume
+
+    frames = [np.full((4, 5), z, np.uint16) for z in range(3)]
+    vol = Volume(tuple(frames), 0, 0, 0, "488", (0.0, 0.5, 1.0), (0.0, 0.0), 0.0)
+    assert vol.shape == (3, 4, 5) and "data" not in vol.__dict__  # nothing stacked yet
+    assert vol.planes[1] is frames[1] and not frames[1].flags.writeable
+    np.testing.assert_array_equal(vol.data[:, 0, 0], [0, 1, 2])
+    assert not vol.data.flags.writeable
+    with pytest.raises(ValueError, match="read-only"):
+        vol.planes[0][0, 0] = 7
+    array = np.zeros((2, 4, 5), np.uint16)
+    from_array = Volume.from_array(array, 1, 0, 0, "488", (0.0, 0.5), (0.0, 0.0), 0.0)
+    assert from_array.data is array and np.shares_memory(from_array.planes[1], array)
+    assert not array.flags.writeable  # the volume owns it now
+    with pytest.raises(ValueError, match="Z, Y, X"):
+        Volume.from_array(array[0], 1, 0, 0, "488", (0.0,), (0.0, 0.0), 0.0)

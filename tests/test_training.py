@@ -413,7 +413,9 @@ def test_training_from_an_ome_zarr_pairs_dataset(tmp_path: Path) -> None:
         raw, gt = make_phantom_pair(NOISY, seed=t)
         for c, vol in enumerate((raw, gt)):
             data = np.clip(vol + 100, 0, 65535).astype(np.uint16)
-            writer.write(Volume(data, t, 0, c, ("low", "high")[c], (0.0,) * 16, (0.0, 0.0), 0.0))
+            writer.write(
+                Volume.from_array(data, t, 0, c, ("low", "high")[c], (0.0,) * 16, (0.0, 0.0), 0.0)
+            )
     writer.finish("complete")
     cfg = _config(tmp_path / "run", epochs=1, data={"pairs": str(path), "validation_count": 1})
     result = train(cfg)

@@ -6,12 +6,11 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from ..log import logger
 from ..storage.volume import Volume
 
 if TYPE_CHECKING:
+    import numpy as np
     from useq import MDAEvent
 
 VolumeCallback = Callable[[Volume], None]
@@ -58,13 +57,14 @@ class VolumeAssembler:
             entry = self._partial.get(key)
             if entry is None:
                 entry = self._partial[key] = {
-                    "data": np.empty((self.planes, *img.shape), img.dtype),
+                    "planes": [None] * self.planes,
                     "z_um": [0.0] * self.planes,
                     "filled": 0,
                     "event": event,
                     "meta": meta,
                 }
-            entry["data"][z] = img
+            # the frame itself, not a copy: MMCore hands each frame over as a new array
+            entry["planes"][z] = img
             entry["z_um"][z] = float(event.z_pos or 0.0)
             entry["filled"] += 1
             done = entry["filled"] == self.planes
@@ -84,10 +84,8 @@ class VolumeAssembler:
         if "sim_stage_true_um" in cam:
             extra["sim_stage_true_um"] = [float(v) for v in cam["sim_stage_true_um"].split(",")]
         runner_t = entry["meta"].get("runner_time_ms")
-        # raw data is immutable from here on: the writer may reference it without a copy
-        entry["data"].flags.writeable = False
         vol = Volume(
-            data=entry["data"],
+            planes=tuple(entry["planes"]),
             t=key[0],
             p=key[1],
             c=key[2],

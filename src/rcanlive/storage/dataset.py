@@ -185,15 +185,19 @@ class DatasetWriter:
         """Write one volume, then log it as complete."""
         name, where = self._target(volume)
         expected = self._arrays[name].shape[len(where) :]
-        if volume.data.shape != expected:
+        if volume.shape != expected:
             raise ValueError(
-                f"volume {volume.key} has shape {volume.data.shape}, dataset expects {expected}"
+                f"volume {volume.key} has shape {volume.shape}, dataset expects {expected}"
             )
-        data = volume.data
-        # a read-only volume (as the assembler emits) is written without a copy
-        self._store(name)[where].write(
-            data, can_reference_source_data_indefinitely=not data.flags.writeable
-        ).result()
+        store = self._store(name)
+        # plane by plane (a plane is a chunk), never stacked; volumes are read-only,
+        # so tensorstore may keep referencing the frames instead of copying them
+        writes = [
+            store[(*where, z)].write(plane, can_reference_source_data_indefinitely=True)
+            for z, plane in enumerate(volume.planes)
+        ]
+        for w in writes:
+            w.result()
         record = {
             "t": volume.t,
             "p": volume.p,
