@@ -12,6 +12,7 @@ from rcanlive.microscope.rig import simulated_rig_path
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from pathlib import Path
 
     from rcanlive.config.rig import RigConfig
     from rcanlive.microscope.rig import Rig
@@ -41,3 +42,16 @@ def open_sim_rig(sim_rig_config: RigConfig) -> Iterator[callable]:
         rig.close()
     opened.clear()
     gc.collect()
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An untrained 1-group, 1-block, 4-channel RCAN checkpoint: fast to run anywhere."""
+    import torch
+
+    from rcanlive.model import RCAN3D, PercentileNormalizer, save_checkpoint
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("model") / "tiny.pt"
+    save_checkpoint(path, RCAN3D(n_groups=1, n_blocks=1, channels=4), PercentileNormalizer())
+    return path

@@ -39,18 +39,6 @@ def no_leaked_windows(qapp):
     assert left == []
 
 
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory) -> Path:
-    import torch
-
-    from rcanlive.model import RCAN3D, PercentileNormalizer, save_checkpoint
-
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("model") / "tiny.pt"
-    save_checkpoint(path, RCAN3D(n_groups=1, n_blocks=1, channels=4), PercentileNormalizer())
-    return path
-
-
 def _plan(sim_rig_config, volumes: int, intensity: float = 360.0, interval_s: float = 0.0):
     plan = load_plan(CONFIGS / "live-4d.toml", "live").replace(
         volumes=volumes,
@@ -85,14 +73,14 @@ def _pixels_of(region: np.ndarray, color: tuple[int, int, int], tol: int = 12) -
 
 
 def test_live_run_draws_curves_and_images(
-    qtbot, open_sim_rig, sim_rig_config, tmp_path, tiny_model
+    qtbot, open_sim_rig, sim_rig_config, tmp_path, tiny_checkpoint
 ):
     from rcanlive.inference import create_backend
 
     prepared = _plan(sim_rig_config, volumes=8, interval_s=0.05)
     rig = open_sim_rig()
     live = LiveRestoration(
-        create_backend("eager", tiny_model, "fp32"), Restoration(policy="fifo", max_queue=16)
+        create_backend("eager", tiny_checkpoint, "fp32"), Restoration(policy="fifo", max_queue=16)
     )
     model = DashboardModel(Camera.from_rig(sim_rig_config), title="live test")
     feed = LiveFeed(model, queue_depth=lambda: live.restorer.queue_depth)

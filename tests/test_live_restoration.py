@@ -7,26 +7,14 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from rcanlive.acquisition import prepare, run_plan
 from rcanlive.cli.live_restoration import LiveRestoration
 from rcanlive.config.experiment import Restoration, load_plan
 from rcanlive.inference import create_backend
-from rcanlive.model import RCAN3D, PercentileNormalizer, save_checkpoint
 from rcanlive.storage import missing_restorations, open_dataset, read_restored, restoration_records
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory) -> Path:
-    import torch
-
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("model") / "tiny.pt"
-    save_checkpoint(path, RCAN3D(n_groups=1, n_blocks=1, channels=4), PercentileNormalizer())
-    return path
 
 
 class SlowBackend:
@@ -69,9 +57,9 @@ def _live(open_sim_rig, sim_rig_config, tmp_path, backend, settings, volumes=6):
 
 
 def test_slow_backend_skips_but_loses_no_raw_frame(
-    open_sim_rig, sim_rig_config, tmp_path, tiny_model
+    open_sim_rig, sim_rig_config, tmp_path, tiny_checkpoint
 ):
-    backend = SlowBackend(create_backend("eager", tiny_model, "fp32"), delay_s=5.0)
+    backend = SlowBackend(create_backend("eager", tiny_checkpoint, "fp32"), delay_s=5.0)
     result, live, events, prepared = _live(
         open_sim_rig, sim_rig_config, tmp_path, backend, Restoration(policy="latest", max_queue=1)
     )
@@ -105,7 +93,7 @@ def test_slow_backend_skips_but_loses_no_raw_frame(
                 str(result.dataset),
                 "--only-missing",
                 "--model",
-                str(tiny_model),
+                str(tiny_checkpoint),
                 "--backend",
                 "eager",
                 "--precision",
@@ -115,7 +103,7 @@ def test_slow_backend_skips_but_loses_no_raw_frame(
         == 0
     )
     assert missing_restorations(result.dataset) == []
-    reference = create_backend("eager", tiny_model, "fp32")
+    reference = create_backend("eager", tiny_checkpoint, "fp32")
     from rcanlive.inference import predict_volume
 
     for key in skipped:
@@ -127,8 +115,10 @@ def test_slow_backend_skips_but_loses_no_raw_frame(
         )
 
 
-def test_fifo_policy_keeps_the_first_volumes(open_sim_rig, sim_rig_config, tmp_path, tiny_model):
-    backend = SlowBackend(create_backend("eager", tiny_model, "fp32"), delay_s=5.0)
+def test_fifo_policy_keeps_the_first_volumes(
+    open_sim_rig, sim_rig_config, tmp_path, tiny_checkpoint
+):
+    backend = SlowBackend(create_backend("eager", tiny_checkpoint, "fp32"), delay_s=5.0)
     result, live, _, _ = _live(
         open_sim_rig, sim_rig_config, tmp_path, backend, Restoration(policy="fifo", max_queue=2)
     )
@@ -141,8 +131,10 @@ def test_fifo_policy_keeps_the_first_volumes(open_sim_rig, sim_rig_config, tmp_p
     assert summary["restored"] == 3 and len(summary["skipped"]) == 3
 
 
-def test_backend_crash_mid_run(open_sim_rig, sim_rig_config, tmp_path, tiny_model):
-    backend = SlowBackend(create_backend("eager", tiny_model, "fp32"), delay_s=0.0, fail_on_call=2)
+def test_backend_crash_mid_run(open_sim_rig, sim_rig_config, tmp_path, tiny_checkpoint):
+    backend = SlowBackend(
+        create_backend("eager", tiny_checkpoint, "fp32"), delay_s=0.0, fail_on_call=2
+    )
     result, live, _, prepared = _live(
         open_sim_rig,
         sim_rig_config,
@@ -158,12 +150,12 @@ def test_backend_crash_mid_run(open_sim_rig, sim_rig_config, tmp_path, tiny_mode
     assert summary["restored"] == 1 and len(summary["skipped"]) == 4
 
 
-def test_submit_never_blocks(tiny_model):
+def test_submit_never_blocks(tiny_checkpoint):
     """Even with a stuck backend, submit returns at once."""
     from rcanlive.inference import LiveRestorer
     from rcanlive.storage.volume import Volume
 
-    backend = SlowBackend(create_backend("eager", tiny_model, "fp32"), delay_s=30.0)
+    backend = SlowBackend(create_backend("eager", tiny_checkpoint, "fp32"), delay_s=30.0)
     restorer = LiveRestorer(backend, policy="latest", max_queue=1)
     vol = np.random.default_rng(0).integers(100, 200, (2, 16, 16)).astype(np.uint16)
     t0 = time.perf_counter()

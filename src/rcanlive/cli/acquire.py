@@ -37,6 +37,10 @@ OutOpt = Annotated[
 OverwriteOpt = Annotated[
     bool, typer.Option("--overwrite", help="Replace an existing dataset of the same name.")
 ]
+BackendOpt = Annotated[
+    str, typer.Option("--backend", "-b", help="auto, eager, compiled, onnx or tensorrt.")
+]
+PrecisionOpt = Annotated[str, typer.Option("--precision", "-p", help="auto, fp32, bf16 or fp16.")]
 
 
 def load_and_prepare(
@@ -279,12 +283,8 @@ def live(
         Path | None,
         typer.Option("--model", "-m", help="Checkpoint or artifact (default: the bundled model)."),
     ] = None,
-    backend: Annotated[
-        str, typer.Option("--backend", "-b", help="auto, eager, compiled, onnx or tensorrt.")
-    ] = "auto",
-    precision: Annotated[
-        str, typer.Option("--precision", "-p", help="auto, fp32, bf16 or fp16.")
-    ] = "auto",
+    backend: BackendOpt = "auto",
+    precision: PrecisionOpt = "auto",
     restore: Annotated[
         bool, typer.Option("--restore/--no-restore", help="Restore each volume as it arrives.")
     ] = True,
@@ -340,12 +340,8 @@ def tile(
             "table in the config does the same with the bundled model).",
         ),
     ] = None,
-    backend: Annotated[
-        str, typer.Option("--backend", "-b", help="auto, eager, compiled, onnx or tensorrt.")
-    ] = "auto",
-    precision: Annotated[
-        str, typer.Option("--precision", "-p", help="auto, fp32, bf16 or fp16.")
-    ] = "auto",
+    backend: BackendOpt = "auto",
+    precision: PrecisionOpt = "auto",
     stitch: Annotated[
         bool,
         typer.Option("--stitch/--no-stitch", help="Stitch the tiles when the scan is done."),
@@ -388,20 +384,16 @@ def _restoration_ran(dataset: Path) -> bool:
 
 def _restore_skipped_tiles(dataset: Path, options: RestoreOptions) -> None:
     """Restore the tiles the live queue dropped, so that the restored mosaic is whole."""
-    from ..inference import choose_tile_shape
     from ..storage import missing_restorations
-    from .restore import open_backend, resolve_model_path, restore_dataset
+    from .restore import backend_factory, resolve_model_path, restore_dataset
 
     missing = missing_restorations(dataset)
     if not missing:
         return
     console.print(f"restoring {len(missing)} tile(s) skipped during the scan", highlight=False)
-    model = resolve_model_path(options.model)
-
-    def make_backend(shape: tuple[int, ...]) -> Any:
-        tile = choose_tile_shape(shape)  # type: ignore[arg-type]
-        return open_backend(model, options.backend, options.precision, "auto", tile, 1, None)
-
+    make_backend = backend_factory(
+        resolve_model_path(options.model), options.backend, options.precision
+    )
     restore_dataset(
         dataset, None, make_backend, only_missing=True, tile_shape=None, overlap=None, batch_size=1
     )

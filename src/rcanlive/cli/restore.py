@@ -124,6 +124,29 @@ def open_backend(
         raise UserError(str(exc)) from None
 
 
+def backend_factory(
+    model: Path,
+    backend: str,
+    precision: str,
+    device: str = "auto",
+    tile: tuple[int, int, int] | None = None,
+    batch_size: int = 1,
+    cache_dir: Path | None = None,
+) -> Callable[[tuple[int, ...]], Backend]:
+    """``volume shape → backend``: opened once the volumes' shape is known, with a
+    tile chosen from it when none is given (static backends need one)."""
+
+    def make_backend(volume_shape: tuple[int, ...]) -> Backend:
+        from ..inference import choose_tile_shape, is_artifact
+
+        chosen = tile
+        if chosen is None and not is_artifact(model) and len(volume_shape) == 3:
+            chosen = choose_tile_shape(volume_shape)  # static backends need one
+        return open_backend(model, backend, precision, device, chosen, batch_size, cache_dir)
+
+    return make_backend
+
+
 def _tiff_jobs(source: Path, out: Path | None) -> list[tuple[Path, Path]]:
     """Pairs (input TIFF, output TIFF) for a file or a folder of TIFFs."""
     if out is None:
@@ -394,22 +417,9 @@ def restore_command(
     if only_missing and not is_dataset:
         raise UserError("--only-missing applies to OME-Zarr datasets (.zarr) only")
 
-    def make_backend(volume_shape: tuple[int, ...]) -> Backend:
-        from ..inference import choose_tile_shape, is_artifact
-
-        chosen = tile_shape
-        if chosen is None and not is_artifact(model_path) and len(volume_shape) == 3:
-            chosen = choose_tile_shape(volume_shape)  # static backends need one
-        return open_backend(
-            model_path,
-            backend.value,
-            precision.value,
-            device,
-            chosen,
-            batch_size,
-            cache_dir,
-        )
-
+    make_backend = backend_factory(
+        model_path, backend.value, precision.value, device, tile_shape, batch_size, cache_dir
+    )
     if is_dataset:
         restore_dataset(
             source,

@@ -11,9 +11,9 @@ Layout::
                          its stage position; manifest in ``tiles`` attrs
       volumes.jsonl      append-only log, one line per volume fully written
 
-Volumes are written with tensorstore, whose C++ I/O threads run without the GIL and
-keep up with a 2048² camera at 100 frames/s (zarr-python's codec pipeline does not;
-see ``benchmarks/RESULTS.md``); every array is created, and read back, with zarr-python.
+Volumes are written plane by plane with tensorstore, whose C++ I/O threads run without
+the GIL (4× zarr-python's throughput here, see ``benchmarks/RESULTS.md``); every array
+is created, and read back, with zarr-python.
 
 Crash safety: each chunk is written atomically (temp file + rename) and a volume's
 line is appended to ``volumes.jsonl`` (flushed and fsynced) only after all of its
