@@ -9,6 +9,15 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from .app import UserError, app, console
+from .options import (
+    BackendChoice,
+    BackendOpt,
+    DevicesOpt,
+    ModelOpt,
+    PrecisionChoice,
+    PrecisionOpt,
+    parse_devices,
+)
 
 if TYPE_CHECKING:
     from ..acquisition.plans import PreparedPlan
@@ -37,10 +46,6 @@ OutOpt = Annotated[
 OverwriteOpt = Annotated[
     bool, typer.Option("--overwrite", help="Replace an existing dataset of the same name.")
 ]
-BackendOpt = Annotated[
-    str, typer.Option("--backend", "-b", help="auto, eager, compiled, onnx or tensorrt.")
-]
-PrecisionOpt = Annotated[str, typer.Option("--precision", "-p", help="auto, fp32, bf16 or fp16.")]
 
 
 def load_and_prepare(
@@ -76,9 +81,10 @@ def load_and_prepare(
 
 
 def _live_restoration(prepared: PreparedPlan, restore: RestoreOptions | None) -> Any:
-    """Build the backend for live restoration, or None (with the reason printed)."""
-    from .live_restoration import LiveRestoration
-    from .restore import open_backend, resolve_model_path
+    """Start the restoration workers for this plan, or return None (reason printed)."""
+    from ..inference import BackendRecipe, LiveRestoration, WorkerDied
+    from ..inference.recipe import live_tile_shape
+    from .options import resolve_model_path
 
     settings = getattr(prepared.plan, "restoration", None)
     if settings is None and restore is not None and restore.model is not None:
@@ -96,19 +102,52 @@ def _live_restoration(prepared: PreparedPlan, restore: RestoreOptions | None) ->
             raise
         console.print(f"[yellow]live restoration off[/]: {exc}", highlight=False)
         return None
+    if restore.devices:
+        settings = settings.replace(devices=tuple(restore.devices))
     w, h = prepared.plan.camera_roi_px
-    tile = settings.tile
-    if tile is None:
-        from ..inference import choose_tile_shape
+    tile = settings.tile or live_tile_shape((prepared.planes, h, w))
+    settings = settings.replace(tile=tile)
+    recipe = BackendRecipe(model, str(restore.backend), str(restore.precision), tile_shape=tile)
+    if recipe.measured:
+        console.print(
+            "live restoration: measuring the backends for auto (once per machine and "
+            "model; cached) ...",
+            highlight=False,
+        )
+    live = LiveRestoration(recipe, settings)
+    try:
+        workers = live.start()
+    except WorkerDied as exc:
+        raise UserError(f"live restoration could not start: {exc}") from None
+    for ready in workers:
+        console.print(
+            f"live restoration: {ready.backend} {ready.precision} on {ready.device} "
+            f"({ready.threads} thread(s), worker pid {ready.pid}), tile "
+            f"{'x'.join(map(str, ready.tile_shape or tile))}, policy {settings.policy} "
+            f"(queue {settings.max_queue})",
+            highlight=False,
+        )
+    if workers and workers[0].choice:
+        _print_auto_choice(workers[0].choice)
+    return live
 
-        tile = choose_tile_shape((prepared.planes, h, w))
-    backend = open_backend(model, restore.backend, restore.precision, "auto", tile, 1, None)
-    console.print(
-        f"live restoration: {backend.name} {backend.precision} on {backend.device}, "
-        f"tile {tile}, policy {settings.policy} (queue {settings.max_queue})",
-        highlight=False,
-    )
-    return LiveRestoration(backend, settings.replace(tile=tile))
+
+def _print_auto_choice(trials: Any) -> None:
+    from rich.table import Table
+
+    table = Table(title="auto: measured on this machine (cached)", title_justify="left")
+    for column in ("backend", "precision", "s/tile", "Mvoxel/s", "vs eager fp32 (dB)", "note"):
+        table.add_column(column)
+    for t in trials:
+        table.add_row(
+            t["backend"],
+            t["precision"],
+            f"{t['seconds_per_tile']:.3f}" if t.get("seconds_per_tile") else "–",
+            f"{t['mvoxel_per_s']:.2f}" if t.get("mvoxel_per_s") else "–",
+            f"{t['agreement_db']:.1f}" if t.get("agreement_db") else "–",
+            t.get("note", ""),
+        )
+    console.print(table)
 
 
 def run_with_progress(
@@ -146,6 +185,8 @@ def run_with_progress(
     try:
         rig = open_rig(rig_config)
     except RigError as exc:
+        if live is not None:
+            live.finish()
         raise UserError(str(exc)) from None
     feed = _dashboard_feed(rig_config, path, live) if (dashboard or report) else None
     columns = (
@@ -159,9 +200,8 @@ def run_with_progress(
         volumes = bar.add_task("volumes", total=prepared.n_volumes)
         listeners: list[Any] = [lambda v: bar.advance(volumes)]
         if live is not None:
-            restored = bar.add_task("restored", total=prepared.n_volumes)
-            live.listeners.append(lambda event, v, info: bar.advance(restored))
             listeners.append(live.submit)
+            live.listeners.append(_restoration_progress(bar, prepared.n_volumes))
         if feed is not None:
             listeners.append(feed.on_volume)
             if live is not None:
@@ -196,8 +236,8 @@ def run_with_progress(
             raise typer.Exit(1) from None
         finally:
             rig.close()
-            if live is not None and path.exists():
-                _print_restoration(live.finish(path))
+            if live is not None:
+                _print_restoration(live.finish())
             if feed is not None:
                 feed.close()
                 if report and path.exists():
@@ -217,18 +257,30 @@ def run_with_progress(
     return result
 
 
+def _restoration_progress(bar: Any, total: int) -> Any:
+    """A progress row that counts restored and not-restored volumes honestly."""
+    from ..inference import RestorationStatus
+
+    task = bar.add_task("restored", total=total)
+    counts = {"skipped": 0}
+
+    def on_event(event: Any) -> None:
+        if event.status is RestorationStatus.RESTORED:
+            bar.advance(task)
+        else:
+            counts["skipped"] += 1
+            bar.update(task, description=f"restored (skipped {counts['skipped']})")
+
+    return on_event
+
+
 def _dashboard_feed(rig_config: RigConfig, path: Path, live: Any) -> Any:
     """A dashboard model (camera parameters from the rig) fed from the live run."""
     from ..analysis.snr import Camera
     from ..dashboard.model import DashboardModel, LiveFeed
 
     model = DashboardModel(Camera.from_rig(rig_config), title=path.name)
-
-    def queue_depth() -> int:
-        restorer = getattr(live, "restorer", None)
-        return restorer.queue_depth if restorer is not None else 0
-
-    return LiveFeed(model, queue_depth=queue_depth)
+    return LiveFeed(model, queue_depth=(lambda: live.queue_depth) if live is not None else None)
 
 
 def _write_report(model: Any, path: Path) -> None:
@@ -252,22 +304,26 @@ class RestoreOptions:
     """Live-restoration choices from the command line."""
 
     model: Path | None
-    backend: str
-    precision: str
+    backend: BackendChoice | str
+    precision: PrecisionChoice | str
+    devices: tuple[str, ...] = ()
 
 
 def _print_restoration(summary: dict[str, Any]) -> None:
     skipped = summary.get("skipped") or []
     line = (
-        f"restored live: {summary.get('restored', 0)} volume(s) with {summary['backend']} "
-        f"{summary['precision']}; skipped {len(skipped)}"
+        f"restored live: {summary.get('restored', 0)} of {summary.get('submitted', 0)} "
+        f"volume(s) with {summary['backend']} {summary['precision']}; not restored "
+        f"{len(skipped)}"
     )
+    if summary.get("restarts"):
+        line += f"; worker restarted {summary['restarts']} time(s)"
     if skipped:
         line += " (restore them afterwards: rcanlive restore DATASET --only-missing)"
     console.print(line, highlight=False)
     if summary.get("error"):
         console.print(
-            f"[bold red]restoration backend failed[/]: {summary['error']} "
+            f"[bold red]restoration worker failed[/]: {summary['error']} "
             "(acquisition carried on; the raw data is complete)",
             highlight=False,
         )
@@ -279,12 +335,10 @@ def live(
     simulate: SimulateOpt = False,
     out: OutOpt = None,
     overwrite: OverwriteOpt = False,
-    model: Annotated[
-        Path | None,
-        typer.Option("--model", "-m", help="Checkpoint or artifact (default: the bundled model)."),
-    ] = None,
-    backend: BackendOpt = "auto",
-    precision: PrecisionOpt = "auto",
+    model: ModelOpt = None,
+    backend: BackendOpt = BackendChoice.auto,
+    precision: PrecisionOpt = PrecisionChoice.auto,
+    devices: DevicesOpt = None,
     restore: Annotated[
         bool, typer.Option("--restore/--no-restore", help="Restore each volume as it arrives.")
     ] = True,
@@ -304,8 +358,10 @@ def live(
     Example: rcanlive acquire live --config configs/live-4d.toml --simulate --backend auto
 
     Example: rcanlive acquire live --config configs/live-4d.toml --simulate --dashboard
+
+    Example: rcanlive acquire live -c configs/live-4d.toml --devices cuda:0,cuda:1
     """
-    options = RestoreOptions(model, backend, precision) if restore else None
+    options = RestoreOptions(model, backend, precision, parse_devices(devices)) if restore else None
     run_with_progress(
         "live", config, simulate, out, overwrite, options, dashboard=dashboard, report=True
     )
@@ -340,8 +396,9 @@ def tile(
             "table in the config does the same with the bundled model).",
         ),
     ] = None,
-    backend: BackendOpt = "auto",
-    precision: PrecisionOpt = "auto",
+    backend: BackendOpt = BackendChoice.auto,
+    precision: PrecisionOpt = PrecisionChoice.auto,
+    devices: DevicesOpt = None,
     stitch: Annotated[
         bool,
         typer.Option("--stitch/--no-stitch", help="Stitch the tiles when the scan is done."),
@@ -362,7 +419,7 @@ def tile(
 
     Example: rcanlive acquire tile -c configs/gel-tiling.toml --simulate -m runs/gel/best.pt
     """
-    options = RestoreOptions(model, backend, precision)
+    options = RestoreOptions(model, backend, precision, parse_devices(devices))
     result = run_with_progress("tile", config, simulate, out, overwrite, options)
     restored = _restoration_ran(result.dataset)
     if restored:
@@ -384,16 +441,24 @@ def _restoration_ran(dataset: Path) -> bool:
 
 def _restore_skipped_tiles(dataset: Path, options: RestoreOptions) -> None:
     """Restore the tiles the live queue dropped, so that the restored mosaic is whole."""
-    from ..storage import missing_restorations
-    from .restore import backend_factory, resolve_model_path, restore_dataset
+    from ..inference import BackendRecipe
+    from ..inference.offline import restore_missing
+    from ..inference.recipe import live_tile_shape
+    from ..storage import open_dataset
+    from .options import resolve_model_path
 
-    missing = missing_restorations(dataset)
-    if not missing:
-        return
-    console.print(f"restoring {len(missing)} tile(s) skipped during the scan", highlight=False)
-    make_backend = backend_factory(
-        resolve_model_path(options.model), options.backend, options.precision
+    g = open_dataset(dataset).meta["geometry"]
+    tile = live_tile_shape((g["planes"], g["height"], g["width"]))
+    recipe = BackendRecipe(
+        resolve_model_path(options.model),
+        str(options.backend),
+        str(options.precision),
+        tile_shape=tile,
     )
-    restore_dataset(
-        dataset, None, make_backend, only_missing=True, tile_shape=None, overlap=None, batch_size=1
-    )
+    done = restore_missing(dataset, recipe)
+    if done is not None:
+        console.print(
+            f"restored {done.restored} tile(s) skipped during the scan ({done.backend} "
+            f"{done.precision})",
+            highlight=False,
+        )

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from .app import UserError, app, console
-from .restore import parse_zyx
+from .options import parse_zyx
 
 
 def _split(text: str) -> list[str]:

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from .app import UserError, app, console
-from .restore import BackendChoice, PrecisionChoice, parse_zyx
+from .options import BackendChoice, PrecisionChoice, parse_zyx
 
 
 @app.command(

@@ -2,41 +2,29 @@
 
 from __future__ import annotations
 
-import re
-import time
 from enum import StrEnum
-from pathlib import Path
+from pathlib import Path  # noqa: TC003 - typer reads the annotations at run time
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from .app import UserError, app, console
+from .options import (
+    BackendChoice,
+    BackendOpt,
+    ModelOpt,
+    PrecisionChoice,
+    PrecisionOpt,
+    parse_zyx,
+    resolve_model_path,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     import numpy as np
 
-    from ..inference import Backend
-
-
-class BackendChoice(StrEnum):
-    """Backend names the CLI accepts."""
-
-    auto = "auto"
-    eager = "eager"
-    compiled = "compiled"
-    onnx = "onnx"
-    tensorrt = "tensorrt"
-
-
-class PrecisionChoice(StrEnum):
-    """Precisions the CLI accepts."""
-
-    auto = "auto"
-    fp32 = "fp32"
-    bf16 = "bf16"
-    fp16 = "fp16"
+    from ..inference import Backend, BackendRecipe
 
 
 class OutputChoice(StrEnum):
@@ -47,48 +35,6 @@ class OutputChoice(StrEnum):
 
 
 TIFF_SUFFIXES = (".tif", ".tiff")
-
-
-def parse_zyx(text: str | None, what: str = "--tile") -> tuple[int, int, int] | None:
-    """Parse ``"16,256,256"`` or ``"16x256x256"`` into ``(Z, Y, X)``; None stays None.
-
-    Raises
-    ------
-    UserError
-        If the text is not three positive integers.
-    """
-    if text is None:
-        return None
-    parts = [p for p in re.split(r"[,x×\s]+", text.strip().lower()) if p]
-    if len(parts) != 3 or not all(p.isdigit() and int(p) > 0 for p in parts):
-        raise UserError(
-            f"{what} must be three positive integers Z,Y,X (e.g. 16,256,256), got {text!r}"
-        )
-    return int(parts[0]), int(parts[1]), int(parts[2])
-
-
-def resolve_model_path(model: Path | None) -> Path:
-    """The model to use: ``--model`` if given, else the bundled one.
-
-    Raises
-    ------
-    UserError
-        If no model was given and this install bundles none.
-    """
-    if model is not None:
-        if not model.exists():
-            raise UserError(f"model not found: {model}")
-        return model
-    from .. import model as model_pkg
-
-    bundled = getattr(model_pkg, "bundled_model_path", None)
-    path = bundled() if callable(bundled) else None
-    if path is None or not Path(path).exists():
-        raise UserError(
-            "no --model given and this install has no bundled model; pass a checkpoint "
-            "from `rcanlive train` or an artifact from `rcanlive export` with --model"
-        )
-    return Path(path)
 
 
 def open_backend(
@@ -280,71 +226,48 @@ def _restore_tiffs(
 def restore_dataset(
     source: Path,
     out: Path | None,
-    make_backend: Callable[[tuple[int, ...]], Backend],
+    recipe: BackendRecipe,
     *,
     only_missing: bool,
-    tile_shape: tuple[int, int, int] | None,
     overlap: tuple[int, int, int] | None,
-    batch_size: int,
+    scheduler: str | None,
 ) -> None:
     """Restore a live (or tiling) dataset's raw volumes into its ``restored`` image
-    (``restored_tiles``), in place."""
+    (``restored_tiles``), in place, here or on Dask workers."""
     from rich.progress import Progress
 
-    from ..inference import predict_volume
-    from ..storage import RestoredWriter, missing_restorations, open_dataset
+    from ..inference import BackendError
+    from ..inference.offline import restore_dataset as restore_in_place
+    from ..inference.offline import volumes_to_restore
+    from ..model import CheckpointError
 
     if out is not None:
         raise UserError("an OME-Zarr dataset is restored in place; drop OUT")
     try:
-        ds = open_dataset(source)
-    except FileNotFoundError as exc:
+        todo = volumes_to_restore(source, only_missing)
+    except (FileNotFoundError, ValueError) as exc:
         raise UserError(str(exc)) from None
-    if ds.kind not in ("live", "tile"):
-        raise UserError(
-            f"{source} is a {ds.kind!r} dataset; only live and tiling datasets are restored"
-        )
-    todo = (
-        missing_restorations(source)
-        if only_missing
-        else [(r["t"], r["p"], r["c"]) for r in ds.volumes]
-    )
     if not todo:
         console.print(f"nothing to restore in {source}", highlight=False)
         return
-    shape = (
-        tuple(ds.image("raw").shape[2:])
-        if ds.kind == "live"
-        else tuple(ds.image(f"tiles/{todo[0][1]:04d}").shape[1:])
+    with Progress(console=console) as bar:
+        task = bar.add_task("restoring", total=len(todo))
+        try:
+            done = restore_in_place(
+                source,
+                recipe,
+                todo,
+                overlap=overlap,
+                scheduler=scheduler,
+                on_done=lambda: bar.advance(task),
+            )
+        except (BackendError, CheckpointError) as exc:
+            raise UserError(f"{source}: {exc}") from None
+    console.print(
+        f"restored {done.restored} volume(s) into {source}/{done.where} with {done.backend} "
+        f"{done.precision} ({done.scheduler})",
+        highlight=False,
     )
-    backend = make_backend(shape)
-    writer = RestoredWriter(source)
-    try:
-        with Progress(console=console) as bar:
-            task = bar.add_task("restoring", total=len(todo))
-            for t, p, c in todo:
-                t0 = time.perf_counter()
-                restored = predict_volume(
-                    ds.volume(t, c, p),
-                    backend,
-                    tile_shape=tile_shape,
-                    overlap=overlap,
-                    batch_size=batch_size,
-                )
-                writer.write(
-                    (t, p, c),
-                    restored,
-                    latency_s=round(time.perf_counter() - t0, 4),
-                    backend=backend.name,
-                    precision=str(backend.precision),
-                    offline=True,
-                )
-                bar.advance(task)
-    finally:
-        writer.close()
-        backend.close()
-    where = "restored" if ds.kind == "live" else "restored_tiles"
-    console.print(f"restored {len(todo)} volume(s) into {source}/{where}", highlight=False)
 
 
 @app.command(
@@ -355,7 +278,8 @@ def restore_dataset(
         "volume), a folder of TIFFs, or an OME-Zarr dataset (.zarr). Restored TIFFs are "
         "float32 in the raw intensity scale. Without --model the bundled model is used.\n\n"
         "Example: rcanlive restore raw/cell01.tif restored/cell01.tif --model runs/isim/best.pt "
-        "--backend compiled --precision bf16 --tile 16,256,256"
+        "--backend compiled --precision bf16 --tile 16,256,256\n\n"
+        "Example: rcanlive restore data/gel.ome.zarr --only-missing --scheduler local"
     ),
 )
 def restore_command(
@@ -368,19 +292,9 @@ def restore_command(
             metavar="[OUT]", help="Output TIFF or folder (optional for a .zarr dataset)."
         ),
     ] = None,
-    model: Annotated[
-        Path | None,
-        typer.Option(
-            "--model", "-m", help="Checkpoint (.pt) or exported artifact (.pt2/.onnx/.engine)."
-        ),
-    ] = None,
-    backend: Annotated[
-        BackendChoice, typer.Option("--backend", "-b", help="Inference backend.")
-    ] = BackendChoice.auto,
-    precision: Annotated[
-        PrecisionChoice,
-        typer.Option("--precision", "-p", help="auto: the best the backend runs here."),
-    ] = PrecisionChoice.auto,
+    model: ModelOpt = None,
+    backend: BackendOpt = BackendChoice.auto,
+    precision: PrecisionOpt = PrecisionChoice.auto,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
     tile: Annotated[
         str | None,
@@ -406,6 +320,14 @@ def restore_command(
     cache_dir: Annotated[
         Path | None, typer.Option("--cache-dir", help="Where built engines are cached.")
     ] = None,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            "--scheduler",
+            help="Dataset only: spread the volumes over Dask workers, each with one backend: "
+            "local (a LocalCluster on this machine) or a scheduler's address.",
+        ),
+    ] = None,
 ) -> None:
     """Restore IN into OUT."""
     if not source.exists():
@@ -417,20 +339,33 @@ def restore_command(
     if only_missing and not is_dataset:
         raise UserError("--only-missing applies to OME-Zarr datasets (.zarr) only")
 
+    if scheduler is not None and not is_dataset:
+        raise UserError("--scheduler applies to OME-Zarr datasets (.zarr) only")
+    if is_dataset:
+        from ..inference import BackendRecipe
+        from ..inference.recipe import live_tile_shape
+        from ..storage import open_dataset
+
+        if tile_shape is None:
+            g = open_dataset(source).meta.get("geometry", {})
+            if g:
+                tile_shape = live_tile_shape((g["planes"], g["height"], g["width"]))
+        recipe = BackendRecipe(
+            model_path,
+            backend.value,
+            precision.value,
+            device,
+            tile_shape,
+            batch_size,
+            cache_dir,
+        )
+        restore_dataset(
+            source, out, recipe, only_missing=only_missing, overlap=overlap_zyx, scheduler=scheduler
+        )
+        return
     make_backend = backend_factory(
         model_path, backend.value, precision.value, device, tile_shape, batch_size, cache_dir
     )
-    if is_dataset:
-        restore_dataset(
-            source,
-            out,
-            make_backend,
-            only_missing=only_missing,
-            tile_shape=tile_shape,
-            overlap=overlap_zyx,
-            batch_size=batch_size,
-        )
-        return
     _restore_tiffs(
         _tiff_jobs(source, out),
         make_backend,

@@ -8,6 +8,7 @@ before anything moves.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -54,14 +55,31 @@ class Storage(FrozenModel):
 
 
 class Restoration(FrozenModel):
-    """Live restoration of each volume (live plans; needs a model)."""
+    """Live restoration of each volume, in worker processes (needs a model)."""
 
     enabled: bool = True
     #: latest: a full queue drops its oldest volume; fifo: it drops the new one
     policy: Literal["latest", "fifo"] = "latest"
     max_queue: int = Field(1, ge=1, le=1000)
-    #: tile (Z, Y, X) for the network; None = chosen from the volume
+    #: tile (Z, Y, X) for the network; None = the whole volume when it fits
     tile: tuple[int, int, int] | None = None
+    #: one worker process per entry: "auto" (first GPU, else CPU), "cpu", "cuda:N"
+    devices: tuple[str, ...] = Field(("auto",), min_length=1, max_length=64)
+    #: intra-op threads per worker; None = the cores shared out among the CPU workers
+    threads: int | None = Field(None, ge=1, le=1024)
+    #: how many times a worker that died (abort, out of memory, CUDA error) is restarted
+    restarts: int = Field(2, ge=0, le=100)
+    #: added to the workers' niceness, so acquisition always gets the CPU first
+    nice: int = Field(10, ge=0, le=19)
+
+    @model_validator(mode="after")
+    def _devices(self) -> Restoration:
+        for device in self.devices:
+            if device not in ("auto", "cpu", "cuda") and not re.fullmatch(r"cuda:\d+", device):
+                raise ValueError(
+                    f"devices: {device!r} is not a device; use auto, cpu, cuda or cuda:N"
+                )
+        return self
 
 
 class _PlanBase(FrozenModel):

@@ -39,6 +39,8 @@ if TYPE_CHECKING:
 
     from numpy.typing import NDArray
 
+    from ..inference.events import RestorationEvent
+
 RAW, RESTORED = "raw", "restored"
 IMAGES = (RAW, RESTORED)
 
@@ -401,8 +403,9 @@ class LiveFeed:
             return
         self._queue.put(("raw", volume, None))
 
-    def on_restoration(self, event: str, volume: VolumeLike, info: Any) -> None:
-        self._queue.put((event, volume, info))
+    def on_restoration(self, event: RestorationEvent) -> None:
+        """A restoration event (restored volumes are read back from the dataset)."""
+        self._queue.put((str(event.status), event.volume, event))
 
     def close(self, timeout: float | None = 30.0) -> None:
         """Finish the pending analysis and stop the worker."""
@@ -424,12 +427,12 @@ class LiveFeed:
             if depth is not None:
                 self.model.set_queue_depth(depth)
         elif event == "restored":
-            info = info or {}
-            data = info.get("data")
-            if data is None:
-                return
-            self.model.add_restored(volume, data, info.get("latency_s"), depth)
-        elif event == "skipped":
+            from ..storage.restored import restored_array, restored_index
+
+            key = (volume.t, volume.p, volume.c)
+            data = np.asarray(restored_array(info.dataset, key)[restored_index(info.dataset, key)])
+            self.model.add_restored(volume, data, info.latency_s, depth)
+        else:  # skipped or failed: not restored live
             self.model.add_skipped(volume, depth)
 
 

@@ -1,4 +1,5 @@
-"""Restore volumes with a trained RCAN: backends, tiled prediction, benchmarks.
+"""Restore volumes with a trained RCAN: backends, tiled prediction, the restoration
+worker processes, benchmarks.
 
 Typical use::
 
@@ -6,42 +7,90 @@ Typical use::
 
     with create_backend("auto", "model.pt") as backend:
         restored = predict_volume(raw_volume, backend)
+
+Names are imported on first use, so that the acquisition process can use the
+restoration pool (:mod:`.pool`, :mod:`.events`, :mod:`.recipe`) without importing
+torch: the network never runs there.
 """
 
 from __future__ import annotations
 
-from .backends import (
-    BACKEND_NAMES,
-    DEFAULT_STATIC_TILE,
-    PRECISIONS,
-    ArtifactManifest,
-    Backend,
-    BackendError,
-    BackendInfo,
-    BackendName,
-    BackendOutOfMemory,
-    BackendUnavailable,
-    Precision,
-    TileShape,
-    auto_backend,
-    available_backends,
-    create_backend,
-    default_cache_dir,
-    export_artifact,
-    is_artifact,
-    open_artifact,
-    read_manifest,
-)
-from .live import LiveRestorer, LiveStats, Restored
-from .tiling import (
-    DEFAULT_OVERLAP,
-    DEFAULT_TILE,
-    Tile,
-    TileGrid,
-    choose_tile_shape,
-    predict_volume,
-)
+import importlib
+from typing import TYPE_CHECKING, Any
 
+if TYPE_CHECKING:
+    from .backends import (
+        BACKEND_NAMES,
+        DEFAULT_STATIC_TILE,
+        PRECISIONS,
+        ArtifactManifest,
+        Backend,
+        BackendError,
+        BackendInfo,
+        BackendName,
+        BackendOutOfMemory,
+        BackendUnavailable,
+        Precision,
+        TileShape,
+        auto_backend,
+        available_backends,
+        create_backend,
+        default_cache_dir,
+        export_artifact,
+        is_artifact,
+        open_artifact,
+        read_manifest,
+    )
+    from .events import RestorationEvent, RestorationStatus, VolumeRef
+    from .live import LiveRestoration
+    from .pool import PoolSummary, RestorationPool, WorkerDied
+    from .recipe import BackendRecipe
+    from .tiling import (
+        DEFAULT_OVERLAP,
+        DEFAULT_TILE,
+        Tile,
+        TileGrid,
+        choose_tile_shape,
+        predict_volume,
+    )
+
+_WHERE = {
+    ".backends": (
+        "BACKEND_NAMES",
+        "DEFAULT_STATIC_TILE",
+        "PRECISIONS",
+        "ArtifactManifest",
+        "Backend",
+        "BackendError",
+        "BackendInfo",
+        "BackendName",
+        "BackendOutOfMemory",
+        "BackendUnavailable",
+        "Precision",
+        "TileShape",
+        "auto_backend",
+        "available_backends",
+        "create_backend",
+        "default_cache_dir",
+        "export_artifact",
+        "is_artifact",
+        "open_artifact",
+        "read_manifest",
+    ),
+    ".events": ("RestorationEvent", "RestorationStatus", "VolumeRef"),
+    ".live": ("LiveRestoration",),
+    ".pool": ("PoolSummary", "RestorationPool", "WorkerDied"),
+    ".recipe": ("BackendRecipe",),
+    ".tiling": (
+        "DEFAULT_OVERLAP",
+        "DEFAULT_TILE",
+        "Tile",
+        "TileGrid",
+        "choose_tile_shape",
+        "predict_volume",
+    ),
+}
+_MODULE_OF = {name: module for module, names in _WHERE.items() for name in names}
 __all__ = [
     "BACKEND_NAMES",
     "DEFAULT_OVERLAP",
@@ -54,14 +103,19 @@ __all__ = [
     "BackendInfo",
     "BackendName",
     "BackendOutOfMemory",
+    "BackendRecipe",
     "BackendUnavailable",
-    "LiveRestorer",
-    "LiveStats",
+    "LiveRestoration",
+    "PoolSummary",
     "Precision",
-    "Restored",
+    "RestorationEvent",
+    "RestorationPool",
+    "RestorationStatus",
     "Tile",
     "TileGrid",
     "TileShape",
+    "VolumeRef",
+    "WorkerDied",
     "auto_backend",
     "available_backends",
     "choose_tile_shape",
@@ -73,3 +127,12 @@ __all__ = [
     "predict_volume",
     "read_manifest",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value

@@ -1,201 +1,165 @@
-"""Restore volumes while the acquisition runs, without ever slowing it down.
+"""Live restoration of a dataset being acquired, by worker processes.
 
-:class:`LiveRestorer.submit` never blocks: volumes go into a bounded queue served by
-one worker thread. When restoration falls behind, the skip policy decides which
-volume gives way, and the skipped ones are reported (the raw data is already on
-disk, so they can be restored afterwards). If the backend fails, the worker reports
-the error once and every later volume is reported as skipped; acquisition carries on.
+:class:`LiveRestoration` is what an acquisition wires in: :meth:`start` opens the
+workers (and their backends) before anything moves, :meth:`attach` is the
+``writer_hook`` of :func:`rcanlive.acquisition.run_plan` (the dataset exists),
+:meth:`submit` is a volume listener (the raw volume is on disk), and :meth:`finish`
+drains the queue and records the summary in the dataset. Volumes not restored live
+are recorded in ``restored.jsonl`` with the reason, so that
+``rcanlive restore DATASET --only-missing`` finds them.
 """
 
 from __future__ import annotations
 
-import threading
-import time
-from collections import deque
+import os
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any
 
 from ..log import logger
-from .tiling import predict_volume
+from .events import RestorationEvent, RestorationStatus, VolumeRef
+from .pool import PoolSummary, RestorationPool
+from .recipe import BackendRecipe
+from .worker import WorkerSpec
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable
+    from pathlib import Path
 
-    import numpy as np
-
+    from ..config.experiment import Restoration
+    from ..storage import DatasetWriter, RestoredWriter
+    from ..storage.volume import Volume
     from .backends import Backend
-
-SkipPolicy = Literal["latest", "fifo"]
-
-
-class VolumeLike(Protocol):
-    """What the restorer needs of a volume: its data and a key naming it."""
-
-    @property
-    def data(self) -> np.ndarray: ...
-
-    @property
-    def key(self) -> tuple[int, ...]: ...
+    from .events import Ready
 
 
-@dataclass(frozen=True, slots=True)
-class Restored:
-    """One restored volume and how it was made."""
+def worker_specs(
+    open_backend: BackendRecipe | Callable[[], Backend], settings: Restoration
+) -> list[WorkerSpec]:
+    """One worker per entry of ``settings.devices``, threads shared out among the CPU ones.
 
-    key: tuple[int, ...]
-    data: np.ndarray
-    latency_s: float  # from submit() to the restored array
-    compute_s: float  # time in the backend
-    backend: str
-    precision: str
+    ``"auto"`` (the first GPU if there is one, else the CPU) is resolved in the worker,
+    so this process never imports torch. A plain callable (not a recipe) is used as is
+    for every worker.
+    """
+    devices = list(settings.devices)
+    on_cpu = sum(1 for d in devices if d in ("cpu", "auto")) or 1
+    cores = os.cpu_count() or 1
+    specs = []
+    for i, device in enumerate(devices):
+        threads = settings.threads or (max(1, cores // on_cpu) if device in ("cpu", "auto") else 2)
+        opener = (
+            open_backend.replace(device=device)
+            if isinstance(open_backend, BackendRecipe)
+            else open_backend
+        )
+        specs.append(
+            WorkerSpec(
+                opener,
+                name=f"{device}#{i}",
+                threads=threads,
+                nice=settings.nice,
+                tile_shape=settings.tile,
+            )
+        )
+    return specs
 
 
 @dataclass
-class LiveStats:
-    """Counts kept by the restorer (read them after :meth:`LiveRestorer.close`)."""
-
-    submitted: int = 0
-    restored: list[tuple[int, ...]] = field(default_factory=list)
-    skipped: list[tuple[tuple[int, ...], str]] = field(default_factory=list)
-    error: str | None = None
-    max_queue_depth: int = 0
-
-
-class LiveRestorer:
-    """Bounded queue + worker thread restoring volumes with one backend.
+class LiveRestoration:
+    """Restores every volume of a run in worker processes, never blocking the run.
 
     Parameters
     ----------
-    backend
-        The inference backend (built before acquisition starts).
-    policy
-        ``"latest"``: when the queue is full the *oldest* waiting volume is skipped,
-        so the restorer keeps up with the newest data; ``"fifo"``: the *new* volume
-        is skipped, so restored volumes stay contiguous from the start.
-    max_queue
-        Volumes allowed to wait (≥ 1).
-    on_restored, on_skipped
-        Called from the worker thread (``on_skipped`` also from :meth:`submit`);
-        their exceptions are logged, never raised into acquisition.
+    open_backend
+        A :class:`~rcanlive.inference.recipe.BackendRecipe` (or any picklable callable
+        returning a backend) that each worker calls.
+    settings
+        The config's ``[restoration]`` table (policy, queue, devices, threads, restarts).
+    listeners
+        Called with each :class:`~rcanlive.inference.events.RestorationEvent`.
     """
 
-    def __init__(
-        self,
-        backend: Backend,
-        *,
-        policy: SkipPolicy = "latest",
-        max_queue: int = 1,
-        tile_shape: Sequence[int] | None = None,
-        overlap: int | Sequence[int] | None = None,
-        on_restored: Callable[[VolumeLike, Restored], None] | None = None,
-        on_skipped: Callable[[VolumeLike, str], None] | None = None,
-    ) -> None:
-        if policy not in ("latest", "fifo"):
-            raise ValueError(f"policy must be 'latest' or 'fifo', got {policy!r}")
-        if max_queue < 1:
-            raise ValueError(f"max_queue must be ≥ 1, got {max_queue}")
-        self.backend = backend
-        self.policy = policy
-        self.max_queue = max_queue
-        self.tile_shape = tile_shape
-        self.overlap = overlap
-        self.on_restored = on_restored
-        self.on_skipped = on_skipped
-        self.stats = LiveStats()
-        self._queue: deque[tuple[VolumeLike, float]] = deque()
-        self._cond = threading.Condition()
-        self._closing = False
-        self._busy = False
-        self._worker = threading.Thread(target=self._run, name="rcanlive-restorer", daemon=True)
-        self._worker.start()
+    open_backend: BackendRecipe | Callable[[], Backend]
+    settings: Restoration
+    listeners: list[Callable[[RestorationEvent], None]] = field(default_factory=list)
+    pool: RestorationPool | None = None
+    dataset: Path | None = None
+    writer: RestoredWriter | None = None
+    workers: list[Ready] = field(default_factory=list)
 
-    # -- producer side (acquisition relay thread) ------------------------------
-    def submit(self, volume: VolumeLike) -> None:
-        """Queue ``volume`` for restoration; returns at once."""
-        skipped: tuple[VolumeLike, str] | None = None
-        with self._cond:
-            self.stats.submitted += 1
-            if self.stats.error is not None:
-                skipped = (volume, f"backend failed earlier: {self.stats.error}")
-            elif self._closing:
-                skipped = (volume, "restorer closed")
-            elif len(self._queue) >= self.max_queue:
-                if self.policy == "latest":
-                    old, _ = self._queue.popleft()
-                    self._queue.append((volume, time.perf_counter()))
-                    skipped = (old, "restoration fell behind (policy latest)")
-                else:
-                    skipped = (volume, "restoration fell behind (policy fifo)")
-            else:
-                self._queue.append((volume, time.perf_counter()))
-            self.stats.max_queue_depth = max(self.stats.max_queue_depth, len(self._queue))
-            self._cond.notify()
-        if skipped is not None:
-            self._skip(*skipped)
+    def start(self, timeout: float | None = None) -> list[Ready]:
+        """Start the workers; returns what each opened. Raises
+        :class:`~rcanlive.inference.pool.WorkerDied` if none could."""
+        self.pool = RestorationPool(
+            worker_specs(self.open_backend, self.settings),
+            policy=self.settings.policy,
+            max_queue=self.settings.max_queue,
+            restarts=self.settings.restarts,
+            listeners=[self._record, self._broadcast],
+        )
+        self.workers = self.pool.start(timeout)
+        return self.workers
 
-    __call__ = submit  # usable directly as a volume listener
+    def _broadcast(self, event: RestorationEvent) -> None:
+        for listener in self.listeners:  # (listeners may be added after start)
+            try:
+                listener(event)
+            except Exception:
+                logger.exception("restoration listener %r failed", listener)
+
+    def attach(self, dataset: DatasetWriter) -> None:
+        """``writer_hook``: the raw dataset exists; create its restored image."""
+        from ..storage import RestoredWriter
+
+        self.dataset = dataset.path
+        self.writer = RestoredWriter(dataset.path)  # creates the arrays the workers fill
+
+    def submit(self, volume: Volume) -> None:
+        """Volume listener: hand the stored volume's key to a worker (never blocks)."""
+        if self.pool is None or self.dataset is None:
+            raise RuntimeError("LiveRestoration.submit before start() and attach()")
+        ref = VolumeRef(volume.t, volume.p, volume.c, volume.channel, volume.elapsed_s)
+        self.pool.submit(self.dataset, ref)
+
+    __call__ = submit
 
     @property
     def queue_depth(self) -> int:
-        """Volumes waiting (not counting the one being restored)."""
-        return len(self._queue)
+        return self.pool.queue_depth if self.pool is not None else 0
 
-    def close(self, timeout: float | None = None) -> LiveStats:
-        """Restore what is queued, stop the worker and return the stats."""
-        with self._cond:
-            self._closing = True
-            self._cond.notify_all()
-        self._worker.join(timeout)
-        if self._worker.is_alive():
-            logger.warning("live restorer still busy after %s s; leaving it", timeout)
-        return self.stats
+    def _record(self, event: RestorationEvent) -> None:
+        if event.status is not RestorationStatus.RESTORED and self.writer is not None:
+            self.writer.skip(event.volume.key, event.reason or "", status=str(event.status))
 
-    # -- worker ----------------------------------------------------------------
-    def _skip(self, volume: VolumeLike, reason: str) -> None:
-        with self._cond:
-            self.stats.skipped.append((volume.key, reason))
-        logger.info("volume %s not restored live: %s", volume.key, reason)
-        self._notify(self.on_skipped, volume, reason)
+    def finish(self, timeout: float | None = None) -> dict[str, Any]:
+        """Drain the queue, stop the workers, record the summary in the dataset."""
+        from ..storage import annotate
 
-    def _notify(self, callback: Callable[..., Any] | None, *args: Any) -> None:
-        if callback is None:
-            return
-        try:
-            callback(*args)
-        except Exception:
-            logger.exception("live restorer callback %r failed", callback)
-
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while not self._queue and not self._closing:
-                    self._cond.wait()
-                if not self._queue:
-                    return
-                volume, t_submit = self._queue.popleft()
-            if self.stats.error is not None:
-                self._skip(volume, f"backend failed earlier: {self.stats.error}")
-                continue
-            t0 = time.perf_counter()
+        summary = self.pool.close(timeout) if self.pool is not None else PoolSummary()
+        record = describe(summary)
+        if self.writer is not None:
+            self.writer.close()
+        if self.dataset is not None:
             try:
-                out = predict_volume(
-                    volume.data, self.backend, tile_shape=self.tile_shape, overlap=self.overlap
-                )
-            except Exception as exc:
-                with self._cond:
-                    self.stats.error = f"{type(exc).__name__}: {exc}"
-                logger.error("live restoration failed on %s: %s", volume.key, self.stats.error)
-                self._skip(volume, f"backend failed: {self.stats.error}")
-                continue
-            t1 = time.perf_counter()
-            result = Restored(
-                key=volume.key,
-                data=out,
-                latency_s=t1 - t_submit,
-                compute_s=t1 - t0,
-                backend=self.backend.name,
-                precision=str(self.backend.precision),
-            )
-            with self._cond:
-                self.stats.restored.append(volume.key)
-            self._notify(self.on_restored, volume, result)
+                annotate(self.dataset, restoration=record)
+            except Exception:  # the raw data matters more than this summary
+                logger.exception("could not record the restoration summary in %s", self.dataset)
+        return record
+
+
+def describe(summary: PoolSummary) -> dict[str, Any]:
+    """The pool's summary as the JSON stored in the dataset's ``restoration`` attribute."""
+    first = summary.workers[0] if summary.workers else None
+    return {
+        "backend": first.backend if first else None,
+        "precision": first.precision if first else None,
+        "devices": [w.device for w in summary.workers],
+        "submitted": summary.submitted,
+        "restored": len(summary.restored),
+        "skipped": [{"key": list(k), "reason": r} for k, r in summary.not_restored],
+        "failed": len(summary.failed),
+        "error": summary.error,
+        "restarts": summary.restarts,
+        "max_queue_depth": summary.max_queue_depth,
+        "auto_choice": list(first.choice) if first else [],
+    }

@@ -77,10 +77,15 @@ class Rig:
             self.core.unloadAllDevices()
 
 
-def _missing_adapters(core: UniMMCore, cfg: Path) -> list[str]:
-    wanted = {
+def _wanted_adapters(cfg: Path) -> set[str]:
+    """The C++ device adapters a Micro-Manager config loads (pure-Python devices aside)."""
+    return {
         m.group(1) for m in re.finditer(r"^Device,[^,]+,([^,\s]+),", cfg.read_text(), re.MULTILINE)
     }
+
+
+def _missing_adapters(core: UniMMCore, cfg: Path) -> list[str]:
+    wanted = _wanted_adapters(cfg)
     try:
         have = set(core.getDeviceAdapterNames())
     except Exception:
@@ -124,7 +129,10 @@ def open_rig(rig: RigConfig | str | Path) -> Rig:
     if not cfg.is_file():
         raise RigError(f"Micro-Manager config not found: {cfg}")
     world = _install_world(config) if config.simulated else None
-    core = UniMMCore()
+    # A rig of pure-Python devices needs no Micro-Manager installation: giving the core
+    # a path spares the user pymmcore-plus's "run 'mmcore install'" error, which is
+    # wrong advice here. A rig with C++ adapters still looks for its installation.
+    core = UniMMCore(mm_path=str(cfg.parent)) if not _wanted_adapters(cfg) else UniMMCore()
     try:
         core.loadSystemConfiguration(str(cfg))
         problem = None

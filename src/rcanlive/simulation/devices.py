@@ -168,6 +168,9 @@ class SimCamera(_WorldDevice, CameraDevice):
             buf = get_buffer(shape, dtype)
             buf[:] = frame
             yield {
+                # when the frame left the camera (this process's monotonic clock, s):
+                # frame timing as the camera saw it, whatever the consumers did
+                "sim_time_s": f"{time.perf_counter():.6f}",
                 "sim_z_um": f"{z:.4f}",
                 "sim_intensity_w_cm2": f"{intensity:.4f}",
                 "sim_aotf": ",".join(f"{ln}:{v:.3f}" for ln, v in sorted(aotf.items())),

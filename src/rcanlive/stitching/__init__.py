@@ -13,7 +13,7 @@ from __future__ import annotations
 from .layout import StitchError, StitchWarning, TileLayout, TileReader, load_layout
 from .optimize import Placement, solve_positions
 from .registration import PairShift, RegistrationSettings, register_pair
-from .scheduling import compute, use_scheduler
+from ..scheduling import compute, use_scheduler
 from .stitch import OUTPUT_NAMES, StitchResult, stitch_dataset
 
 __all__ = [

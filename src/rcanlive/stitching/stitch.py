@@ -31,7 +31,7 @@ from .layout import (
 )
 from .optimize import Placement, solve_positions
 from .registration import PairShift, RegistrationSettings, register_pair
-from .scheduling import compute
+from ..scheduling import compute
 
 if TYPE_CHECKING:
     from collections.abc import Callable

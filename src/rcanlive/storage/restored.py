@@ -132,10 +132,10 @@ class RestoredWriter:
             {"t": t, "p": p, "c": c, "status": "restored", "mean": float(data.mean()), **info}
         )
 
-    def skip(self, key: tuple[int, int, int], reason: str) -> None:
-        """Record that a volume was not restored, and why."""
+    def skip(self, key: tuple[int, int, int], reason: str, status: str = "skipped") -> None:
+        """Record that a volume was not restored (``skipped`` or ``failed``), and why."""
         t, p, c = key
-        self._append({"t": t, "p": p, "c": c, "status": "skipped", "reason": reason})
+        self._append({"t": t, "p": p, "c": c, "status": status, "reason": reason})
 
     def close(self) -> None:
         if not self._log.closed:
@@ -148,3 +148,18 @@ def read_restored(ds: Dataset, t: int, c: int = 0) -> np.ndarray:
     if rec is None or rec.get("status") != "restored":
         raise KeyError(f"volume t={t} c={c} of {ds.path} was not restored")
     return np.asarray(ds.image("restored")[t, c])
+
+
+def restored_array(path: str | Path, key: tuple[int, int, int]) -> zarr.Array:
+    """The array holding the restored volume ``key`` (``(t, p, c)``) of a live or tiling
+    dataset, indexed as ``array[index]`` with ``index`` from :func:`restored_index`."""
+    root = zarr.open_group(Path(path), mode="r")
+    kind = root.attrs["rcanlive"]["kind"]  # type: ignore[index,call-overload]
+    name = "restored/0" if kind == "live" else f"{RESTORED_TILES}/{key[1]:04d}/0"
+    return root[name]  # type: ignore[return-value]
+
+
+def restored_index(path: str | Path, key: tuple[int, int, int]) -> tuple[int, ...]:
+    """Where volume ``key`` sits in :func:`restored_array`."""
+    t, _p, c = key
+    return (c,) if (Path(path) / RESTORED_TILES).is_dir() else (t, c)

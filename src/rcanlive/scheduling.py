@@ -1,4 +1,4 @@
-"""Where the Dask tasks run: the same task graph on threads, a local cluster or a cluster.
+"""Where Dask tasks run (stitching, offline restoration): threads, a local cluster or a cluster.
 
 Stitching builds ``dask.delayed`` tasks and hands them to whatever scheduler is
 active: the threaded scheduler by default, a ``distributed`` client when one is set
