@@ -59,13 +59,14 @@ def run(case: str | None, volumes: int, out: Path, hold: int, delay: float) -> d
     w, h = plan.camera_roi_px
     model = bundled_model_path()
     live = None
+    tile = live_tile_shape((prepared.planes, h, w))  # the whole volume: one call per volume
     if case is not None:
         openers = {
-            "real": BackendRecipe(model, tile_shape=live_tile_shape((prepared.planes, h, w))),
+            "real": BackendRecipe(model, tile_shape=tile),
             "gil": functools.partial(stand_in.holds_gil, model, hold),
             "slow": functools.partial(stand_in.waits, model, delay),
         }
-        live = LiveRestoration(openers[case], Restoration(policy="latest", max_queue=1))
+        live = LiveRestoration(openers[case], Restoration(policy="latest", max_queue=1, tile=tile))
         live.start()
     stamps: dict[tuple, list[float]] = {}
 
@@ -90,7 +91,7 @@ def run(case: str | None, volumes: int, out: Path, hold: int, delay: float) -> d
         rig.close()
         del rig
         gc.collect()
-    summary = live.finish(timeout=2 * hold) if live else {}
+    summary = live.finish(timeout=60) if live else {}
     gap = max(float(np.diff(sorted(ts)).max()) for ts in stamps.values() if len(ts) > 1)
     return {
         "case": case or "none",

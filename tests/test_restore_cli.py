@@ -170,3 +170,46 @@ def test_bench_table_includes_eager_fp32_baseline(
     eager_row = rows[0].split("|")
     assert eager_row[3].strip() == "4×16×16" and eager_row[8].strip() == "1.00"
     assert all(float(r.split("|")[6]) > 0 for r in rows)  # seconds per volume
+
+
+@pytest.mark.parametrize(
+    "make_out",
+    [
+        pytest.param(lambda src: src, id="same-file"),
+        pytest.param(lambda src: src.parent, id="own-folder"),
+        pytest.param(lambda src: _link(src.parent / "link.tif", src), id="symlink-to-input"),
+        pytest.param(lambda src: _link(src.parent.parent / "dirlink", src.parent), id="link-dir"),
+    ],
+)
+def test_restore_never_writes_over_its_input(tmp_path, tiny_checkpoint, make_out, capsys):
+    import tifffile
+
+    from rcanlive.cli import main
+
+    folder = tmp_path / "raw"
+    folder.mkdir()
+    src = folder / "a.tif"
+    data = np.random.default_rng(0).integers(100, 200, (5, 16, 16)).astype(np.uint16)
+    tifffile.imwrite(src, data, photometric="minisblack")
+    out = make_out(src)
+    code = main(["restore", str(src), str(out), "-m", str(tiny_checkpoint), "--overwrite"])
+    assert code == 2
+    assert "replace the raw data" in " ".join(capsys.readouterr().err.split())
+    np.testing.assert_array_equal(tifffile.imread(src), data)  # untouched, still uint16
+
+
+def _link(link, target):
+    link.symlink_to(target)
+    return link
+
+
+def test_restore_into_a_path_under_a_file_is_a_clear_error(tmp_path, tiny_checkpoint, capsys):
+    import tifffile
+
+    from rcanlive.cli import main
+
+    src = tmp_path / "a.tif"
+    tifffile.imwrite(src, np.ones((2, 8, 8), np.uint16))
+    out = src / "sub" / "out.tif"
+    assert main(["restore", str(src), str(out), "-m", str(tiny_checkpoint)]) == 2
+    assert "is a file, not a folder" in " ".join(capsys.readouterr().err.split())

@@ -94,22 +94,38 @@ def backend_factory(
 
 
 def _tiff_jobs(source: Path, out: Path | None) -> list[tuple[Path, Path]]:
-    """Pairs (input TIFF, output TIFF) for a file or a folder of TIFFs."""
+    """Pairs (input TIFF, output TIFF) for a file or a folder of TIFFs.
+
+    Raises
+    ------
+    UserError
+        If an output would replace an input (the same file, the input's own folder,
+        or a symlink to either: resolved paths are compared), or OUT cannot be a path.
+    """
     if out is None:
         raise UserError("give an output path: rcanlive restore IN OUT")
+    for parent in out.parents:
+        if parent.exists() and not parent.is_dir():
+            raise UserError(f"{out} cannot be created: {parent} is a file, not a folder")
     if source.is_file():
         if source.suffix.lower() not in TIFF_SUFFIXES:
             raise UserError(f"{source} is not a TIFF file (.tif/.tiff) or an OME-Zarr (.zarr)")
-        target = out / source.name if out.is_dir() else out
-        return [(source, target)]
-    files = sorted(p for p in source.iterdir() if p.suffix.lower() in TIFF_SUFFIXES)
-    if not files:
-        raise UserError(f"no .tif/.tiff files in {source}")
-    if out.exists() and not out.is_dir():
-        raise UserError(f"{source} is a folder, so OUT must be a folder; {out} is a file")
-    if out.resolve() == source.resolve():
-        raise UserError("OUT must differ from IN, or the raw files would be overwritten")
-    return [(f, out / f.name) for f in files]
+        jobs = [(source, out / source.name if out.is_dir() else out)]
+    else:
+        files = sorted(p for p in source.iterdir() if p.suffix.lower() in TIFF_SUFFIXES)
+        if not files:
+            raise UserError(f"no .tif/.tiff files in {source}")
+        if out.exists() and not out.is_dir():
+            raise UserError(f"{source} is a folder, so OUT must be a folder; {out} is a file")
+        jobs = [(f, out / f.name) for f in files]
+    inputs = {src.resolve() for src, _ in jobs}
+    for src, target in jobs:
+        if target.resolve() in inputs:
+            raise UserError(
+                f"{target} is the input {src} (or a link to it): restoring would replace the "
+                "raw data; choose another OUT (--overwrite never replaces an input)"
+            )
+    return jobs
 
 
 def _read_tiff(path: Path) -> tuple[np.ndarray, str]:
