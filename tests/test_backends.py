@@ -233,3 +233,22 @@ def test_auto_precision_is_supported_by_the_backend() -> None:
     assert resolve_precision("auto", "onnx", "cpu") == "fp32"  # no bf16 Conv in ORT
     for name in ("eager", "compiled"):
         assert resolve_precision("auto", name, "cpu") in ("fp32", "bf16")
+
+
+def test_one_table_names_every_backend():
+    """The CLI, the precision rules and artifact detection all follow the table."""
+    from rcanlive.cli.options import BackendChoice
+    from rcanlive.inference.backends import BACKEND_NAMES, BACKENDS
+    from rcanlive.inference.backends.precision import resolve_precision
+    from rcanlive.inference.backends.table import ARTIFACT_SUFFIXES, backend_of_suffix
+
+    assert tuple(c.value for c in BackendChoice) == BACKEND_NAMES
+    for name, entry in BACKENDS.items():
+        assert entry.name == name
+        if entry.suffix is not None:
+            assert backend_of_suffix(entry.suffix) == name
+            assert entry.build and entry.open_artifact and entry.cache_key
+        else:
+            assert entry.open_model is not None and name not in ARTIFACT_SUFFIXES
+        for precision in entry.precisions["cpu"]:
+            assert resolve_precision(precision, name, "cpu") == precision

@@ -13,7 +13,11 @@ from .app import UserError
 
 
 class BackendChoice(StrEnum):
-    """Backend names the CLI accepts (``auto`` measures the others and picks)."""
+    """Backend names the CLI accepts (``auto`` measures the others and picks).
+
+    The names of :data:`rcanlive.inference.backends.table.BACKENDS`, spelled out so that
+    ``--help`` does not import torch; a test keeps the two equal.
+    """
 
     auto = "auto"
     eager = "eager"

@@ -14,7 +14,7 @@ import json
 import os
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import zarr
@@ -92,6 +92,7 @@ class RestoredWriter:
         meta: Any = root.attrs.get("rcanlive", {})
         self.kind = meta.get("kind")
         self.tiles: dict[int, Any] = {}
+        self.array: zarr.Array
         if self.kind == "tile":
             self.tiles = _restored_tiles(root)
         elif self.kind != "live":
@@ -99,10 +100,10 @@ class RestoredWriter:
                 f"{self.path}: restored volumes are stored for live and tiling datasets only"
             )
         elif "restored" in root:
-            self.array = root["restored/0"]
+            self.array = cast("zarr.Array", root["restored/0"])
         else:
-            raw = root["raw/0"]
-            scale = image_scale(root["raw"])  # type: ignore[arg-type]
+            raw = cast("zarr.Array", root["raw/0"])
+            scale = image_scale(cast("zarr.Group", root["raw"]))
             self.array = create_image(
                 root,
                 "restored",

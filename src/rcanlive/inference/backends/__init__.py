@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from .artifacts import ArtifactManifest, default_cache_dir, is_artifact, read_manifest
 from .base import (
-    BACKEND_NAMES,
     PRECISIONS,
     Backend,
     BackendError,
@@ -37,13 +36,16 @@ from .registry import (
     export_artifact,
     open_artifact,
 )
+from .table import BACKEND_NAMES, BACKENDS, BackendEntry
 
 __all__ = [
+    "BACKENDS",
     "BACKEND_NAMES",
     "DEFAULT_STATIC_TILE",
     "PRECISIONS",
     "ArtifactManifest",
     "Backend",
+    "BackendEntry",
     "BackendError",
     "BackendInfo",
     "BackendName",

@@ -25,7 +25,6 @@ if TYPE_CHECKING:
 
 ArtifactBackend = Literal["compiled", "onnx", "tensorrt"]
 
-ARTIFACT_SUFFIXES: dict[str, str] = {"compiled": ".pt2", "onnx": ".onnx", "tensorrt": ".engine"}
 
 MANIFEST_FORMAT = "rcanlive-artifact"
 
@@ -121,7 +120,9 @@ def read_manifest(artifact: str | os.PathLike[str]) -> ArtifactManifest:
 def is_artifact(path: str | os.PathLike[str]) -> bool:
     """Whether ``path`` is an exported artifact (has a known suffix and a manifest)."""
     path = Path(path)
-    return path.suffix in ARTIFACT_SUFFIXES.values() and manifest_path(path).is_file()
+    from .table import backend_of_suffix
+
+    return backend_of_suffix(path.suffix) is not None and manifest_path(path).is_file()
 
 
 def default_cache_dir() -> Path:
@@ -145,6 +146,8 @@ def cache_path(cache_dir: str | os.PathLike[str], backend: ArtifactBackend, **ke
     digest = hashlib.sha256(text.encode()).hexdigest()[:24]
     folder = Path(cache_dir) / backend
     folder.mkdir(parents=True, exist_ok=True)
+    from .table import ARTIFACT_SUFFIXES
+
     return folder / f"{digest}{ARTIFACT_SUFFIXES[backend]}"
 
 

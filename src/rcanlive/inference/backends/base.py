@@ -7,7 +7,7 @@ restored tiles of the same shape. Tiling, normalisation and blending live in
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, Self, runtime_checkable
 
 import numpy as np
 
@@ -19,7 +19,6 @@ if TYPE_CHECKING:
 BackendName = Literal["auto", "eager", "compiled", "onnx", "tensorrt"]
 """Names accepted by :func:`~rcanlive.inference.backends.create_backend`."""
 
-BACKEND_NAMES: tuple[str, ...] = ("auto", "eager", "compiled", "onnx", "tensorrt")
 
 Precision = Literal["fp32", "bf16", "fp16"]
 """Arithmetic a backend runs the network in; inputs and outputs stay float32."""
@@ -82,6 +81,10 @@ class Backend(Protocol):
         """Release the device memory, sessions and files the backend holds."""
         ...
 
+    def __enter__(self) -> Self: ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
 
 class BackendBase:
     """Shared plumbing for the concrete backends: input checks and ``with`` support."""
@@ -93,7 +96,7 @@ class BackendBase:
     batch_size: int | None = None
     normalizer: PercentileNormalizer
 
-    def __enter__(self) -> BackendBase:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

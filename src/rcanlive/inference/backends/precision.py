@@ -10,15 +10,6 @@ from .devices import device_index, device_type
 if TYPE_CHECKING:
     import torch
 
-# Precisions each backend can run, per device type. ONNX Runtime has no bf16 Conv
-# kernel on CPU or CUDA; everything else runs all three.
-SUPPORTED: dict[str, dict[str, tuple[Precision, ...]]] = {
-    "eager": {"cpu": ("fp32", "bf16", "fp16"), "cuda": ("fp32", "bf16", "fp16")},
-    "compiled": {"cpu": ("fp32", "bf16", "fp16"), "cuda": ("fp32", "bf16", "fp16")},
-    "onnx": {"cpu": ("fp32", "fp16"), "cuda": ("fp32", "fp16")},
-    "tensorrt": {"cpu": (), "cuda": ("fp32", "bf16", "fp16")},
-}
-
 
 def torch_dtype(precision: Precision) -> torch.dtype:
     """The torch dtype of ``precision``."""
@@ -52,8 +43,10 @@ def resolve_precision(precision: str, backend: str, device: str) -> Precision:
     ValueError
         If ``precision`` is not auto, fp32, bf16 or fp16.
     """
+    from .table import entry
+
     kind = device_type(device)
-    supported = SUPPORTED[backend][kind]
+    supported = entry(backend).precisions[kind]
     if precision == "auto":
         if kind == "cuda":
             if backend in ("onnx", "tensorrt"):

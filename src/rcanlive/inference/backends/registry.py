@@ -7,15 +7,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from .artifacts import (
-    ARTIFACT_SUFFIXES,
-    cache_path,
-    default_cache_dir,
-    read_manifest,
-)
-from .base import BACKEND_NAMES, Backend, BackendError, BackendUnavailable
-from .devices import device_name, device_type, resolve_device
-from .precision import SUPPORTED, resolve_precision
+from .artifacts import cache_path, default_cache_dir, read_manifest
+from .base import Backend, BackendError, BackendUnavailable
+from .devices import device_type, resolve_device
+from .precision import resolve_precision
+from .table import ARTIFACT_SUFFIXES, BACKEND_NAMES, BACKENDS, Build, entry
 
 if TYPE_CHECKING:
     from rcanlive.model import LoadedModel
@@ -59,48 +55,7 @@ def _cuda_available() -> bool:
 
 def _probe(name: str) -> tuple[tuple[str, ...], str]:
     """Device types ``name`` works on here, and a one-line detail (or reason)."""
-    cuda = _cuda_available()
-    if name == "eager":
-        import torch
-
-        return (("cpu", "cuda") if cuda else ("cpu",)), f"torch {torch.__version__}"
-    if name == "compiled":
-        from .compiled import check_compilable, cpp_compiler
-
-        devices: list[str] = []
-        reasons: list[str] = []
-        for dev in ("cpu", "cuda") if cuda else ("cpu",):
-            try:
-                check_compilable(dev)
-                devices.append(dev)
-            except BackendUnavailable as exc:
-                reasons.append(str(exc))
-        detail = "; ".join(reasons) if not devices else f"Inductor, C++ compiler {cpp_compiler()}"
-        return tuple(devices), detail
-    if name == "onnx":
-        from .onnx_runtime import check_onnx_export
-
-        try:
-            check_onnx_export()
-            import onnxruntime as ort
-        except (BackendUnavailable, ImportError) as exc:
-            return (), str(exc)
-        providers = ort.get_available_providers()
-        devices = ["cpu"]
-        if cuda and "CUDAExecutionProvider" in providers:
-            devices.append("cuda")
-        return tuple(devices), f"onnxruntime {ort.__version__} ({', '.join(providers)})"
-    if name == "tensorrt":
-        from .tensorrt_engine import import_tensorrt
-
-        try:
-            trt = import_tensorrt()
-        except BackendUnavailable as exc:
-            return (), str(exc)
-        if not cuda:
-            return (), f"tensorrt {trt.__version__} imports, but there is no CUDA GPU"
-        return ("cuda",), f"tensorrt {trt.__version__}"
-    raise ValueError(name)
+    return entry(name).probe(_cuda_available())
 
 
 def available_backends() -> list[BackendInfo]:
@@ -114,7 +69,7 @@ def available_backends() -> list[BackendInfo]:
                 available=bool(devices),
                 detail=detail,
                 devices=devices,
-                precisions={d: SUPPORTED[name][d] for d in devices},
+                precisions={d: BACKENDS[name].precisions[d] for d in devices},
             )
         )
     return infos
@@ -129,7 +84,7 @@ def auto_backend(device: str) -> str:
     ONNX Runtime, then eager.
     """
     kind = device_type(device)
-    for name in ("tensorrt", "compiled", "onnx"):
+    for name in ("tensorrt", "compiled", "onnx"):  # (the rule; --backend auto measures)
         devices, _ = _probe(name)
         if kind in devices:
             return name
@@ -137,8 +92,8 @@ def auto_backend(device: str) -> str:
 
 
 def _check_name(name: str) -> None:
-    if name not in BACKEND_NAMES:
-        raise ValueError(f"unknown backend {name!r}; choose from {', '.join(BACKEND_NAMES)}")
+    if name != "auto":
+        entry(name)
 
 
 def _as_path(model: object) -> Path | None:
@@ -203,104 +158,31 @@ def create_backend(
 
     loaded = as_loaded_model(model)
     dev = resolve_device(device)
-    backend = auto_backend(dev) if name == "auto" else name
-    devices, detail = _probe(backend)
+    chosen = entry(auto_backend(dev) if name == "auto" else name)
+    devices, detail = chosen.probe(_cuda_available())
     if device_type(dev) not in devices:
-        raise BackendUnavailable(f"the {backend} backend cannot run on {dev} here: {detail}")
-    prec = resolve_precision(str(precision), backend, dev)
+        raise BackendUnavailable(f"the {chosen.name} backend cannot run on {dev} here: {detail}")
+    prec = resolve_precision(str(precision), chosen.name, dev)
+    tile = tile_shape or (DEFAULT_STATIC_TILE if chosen.static_tile else None)
+    build = Build(loaded, prec, dev, tile, batch_size, model_hash(loaded))
+    if chosen.open_model is not None:
+        return chosen.open_model(build)
+    if chosen.name == "compiled" and compile_mode == "jit":
+        from .compiled import CompiledBackend
+
+        assert tile is not None
+        return CompiledBackend.jit(
+            loaded, precision=prec, device=dev, tile_shape=tile, batch_size=batch_size
+        )
+    assert chosen.cache_key and chosen.build and chosen.open_artifact
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-
-    if backend == "eager":
-        from .eager import EagerBackend
-
-        return EagerBackend(loaded, prec, dev)
-
-    if backend == "compiled":
-        from .compiled import CompiledBackend, build_aoti_package
-
-        tile = tile_shape or DEFAULT_STATIC_TILE
-        if compile_mode == "jit":
-            return CompiledBackend.jit(
-                loaded, precision=prec, device=dev, tile_shape=tile, batch_size=batch_size
-            )
-        import torch
-
-        fingerprint = model_hash(loaded)
-        target = cache_path(
-            cache,
-            "compiled",
-            model_hash=fingerprint,
-            precision=prec,
-            device=device_name(dev),
-            device_type=device_type(dev),
-            tile_shape=tile,
-            batch_size=batch_size,
-            torch=torch.__version__,
-        )
-        built = not _cached(target, fingerprint)
-        if built:
-            build_aoti_package(
-                loaded,
-                target,
-                precision=prec,
-                device=dev,
-                tile_shape=tile,
-                batch_size=batch_size,
-                fingerprint=fingerprint,
-            )
-        compiled = CompiledBackend.from_package(target, dev)
-        compiled.compiled_here = built
-        return compiled
-
-    if backend == "onnx":
-        import torch
-
-        from .onnx_runtime import OnnxRuntimeBackend, export_onnx
-
-        fingerprint = model_hash(loaded)
-        static_batch = batch_size if tile_shape is not None else None
-        target = cache_path(
-            cache,
-            "onnx",
-            model_hash=fingerprint,
-            precision=prec,
-            tile_shape=tile_shape,
-            batch_size=static_batch,
-            torch=torch.__version__,
-        )
-        if not _cached(target, fingerprint):
-            export_onnx(
-                loaded,
-                target,
-                precision=prec,
-                tile_shape=tile_shape,
-                batch_size=static_batch,
-                device=dev,
-                fingerprint=fingerprint,
-            )
-        return OnnxRuntimeBackend(target, dev)
-
-    if backend == "tensorrt":
-        from .tensorrt_engine import TensorRTBackend, build_engine, engine_key
-
-        tile = tile_shape or DEFAULT_STATIC_TILE
-        fingerprint = model_hash(loaded)
-        target = cache_path(
-            cache, "tensorrt", **engine_key(fingerprint, prec, dev, tile, batch_size)
-        )
-        if not _cached(target, fingerprint):
-            build_engine(
-                loaded,
-                target,
-                precision=prec,
-                device=dev,
-                tile_shape=tile,
-                batch_size=batch_size,
-                fingerprint=fingerprint,
-            )
-        return TensorRTBackend(target, dev)
-
-    raise AssertionError(backend)  # pragma: no cover - names are checked above
+    target = cache_path(cache, chosen.name, **chosen.cache_key(build))  # type: ignore[arg-type]
+    built = not _cached(target, build.fingerprint)
+    if built:
+        chosen.build(build, target)
+    backend = chosen.open_artifact(target, dev)
+    backend.compiled_here = built  # type: ignore[attr-defined]
+    return backend
 
 
 def _cached(target: Path, fingerprint: str) -> bool:
@@ -343,17 +225,9 @@ def open_artifact(
             f"{tuple(tile_shape)}; leave --tile out or export it again"
         )
     dev = resolve_device(manifest.device if device == "auto" else device)
-    if manifest.backend == "compiled":
-        from .compiled import CompiledBackend
-
-        return CompiledBackend.from_package(path, dev)
-    if manifest.backend == "onnx":
-        from .onnx_runtime import OnnxRuntimeBackend
-
-        return OnnxRuntimeBackend(path, dev)
-    from .tensorrt_engine import TensorRTBackend
-
-    return TensorRTBackend(path, dev)
+    opener = entry(manifest.backend).open_artifact
+    assert opener is not None
+    return opener(path, dev)
 
 
 def export_artifact(
@@ -390,49 +264,20 @@ def export_artifact(
 
     loaded = as_loaded_model(model)
     dev = resolve_device(device)
-    backend = auto_backend(dev) if name == "auto" else name
-    if backend == "eager":
+    chosen = entry(auto_backend(dev) if name == "auto" else name)
+    if chosen.build is None or chosen.suffix is None:
         raise BackendUnavailable(
-            "the eager backend runs the checkpoint itself; there is nothing to export "
-            "(choose compiled, onnx or tensorrt)"
+            f"the {chosen.name} backend runs the checkpoint itself; there is nothing to "
+            f"export (choose {', '.join(ARTIFACT_SUFFIXES)})"
         )
-    devices, detail = _probe(backend)
+    devices, detail = chosen.probe(_cuda_available())
     if device_type(dev) not in devices:
-        raise BackendUnavailable(f"the {backend} backend cannot run on {dev} here: {detail}")
-    prec = resolve_precision(str(precision), backend, dev)
+        raise BackendUnavailable(f"the {chosen.name} backend cannot run on {dev} here: {detail}")
+    prec = resolve_precision(str(precision), chosen.name, dev)
     target = Path(out)
-    suffix = ARTIFACT_SUFFIXES[backend]
-    if target.suffix != suffix:
-        target = target.with_name(target.name + suffix)
-    if backend == "compiled":
-        from .compiled import build_aoti_package
+    if target.suffix != chosen.suffix:
+        target = target.with_name(target.name + chosen.suffix)
+    tile = tile_shape or (DEFAULT_STATIC_TILE if chosen.static_tile else None)
+    from .network import model_hash
 
-        return build_aoti_package(
-            loaded,
-            target,
-            precision=prec,
-            device=dev,
-            tile_shape=tile_shape or DEFAULT_STATIC_TILE,
-            batch_size=batch_size,
-        )
-    if backend == "onnx":
-        from .onnx_runtime import export_onnx
-
-        return export_onnx(
-            loaded,
-            target,
-            precision=prec,
-            tile_shape=tile_shape,
-            batch_size=batch_size if tile_shape is not None else None,
-            device=dev,
-        )
-    from .tensorrt_engine import build_engine
-
-    return build_engine(
-        loaded,
-        target,
-        precision=prec,
-        device=dev,
-        tile_shape=tile_shape or DEFAULT_STATIC_TILE,
-        batch_size=batch_size,
-    )
+    return chosen.build(Build(loaded, prec, dev, tile, batch_size, model_hash(loaded)), target)
