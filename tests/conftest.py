@@ -18,6 +18,13 @@ if TYPE_CHECKING:
     from rcanlive.microscope.rig import Rig
 
 
+@pytest.fixture(autouse=True)
+def _wide_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A wide terminal for every console made during a test: no test may depend on where
+    rich wraps a line (at the terminal width, anywhere in a long temporary path)."""
+    monkeypatch.setenv("COLUMNS", "500")
+
+
 @pytest.fixture
 def sim_rig_config() -> RigConfig:
     """The bundled simulated rig, without real-time exposure waits."""

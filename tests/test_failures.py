@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -170,3 +171,119 @@ def test_slow_storage_keeps_frames_out_of_ram(
     else:
         assert max(backlog) <= budget_frames, backlog
         assert engine.throttled_s > 0 and waited == pytest.approx(engine.throttled_s, abs=1e-3)
+
+
+def _storage_test_plan(sim_rig_config):
+    """12 volumes of 4 planes; at most one frame may wait for the writer, so that the
+    camera cannot run ahead of the storage (the bound below is then deterministic)."""
+    plan = _small_live(volumes=12)
+    storage = {**plan.storage.model_dump(), "max_backlog_gb": 64 * 64 * 2 / 1e9}
+    return prepare(plan.replace(storage=storage), sim_rig_config)
+
+
+def _watch_writes(monkeypatch, rig, fail_at: int | None = None) -> dict:
+    """Wrap the raw writer: count calls, fail the ``fail_at``-th, note the frames
+    delivered when a write failed."""
+    import errno
+
+    from rcanlive.storage import DatasetWriter
+
+    original = DatasetWriter.write
+    seen: dict = {"calls": 0, "delivered_at_failure": None}
+
+    def write(self, volume):
+        seen["calls"] += 1
+        try:
+            if seen["calls"] == fail_at:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return original(self, volume)
+        except Exception:
+            seen["delivered_at_failure"] = rig.core.mda.engine.delivered
+            raise
+
+    monkeypatch.setattr(DatasetWriter, "write", write)
+    return seen
+
+
+def _assert_stopped_safely(rig, info, seen: dict, written_before: int, planes: int = 4) -> None:
+    """The run stopped within one volume of the failure, lasers off, data so far intact."""
+    message = " ".join(str(info.value).split())
+    assert "the acquisition was cancelled at once" in message
+    assert "lasers were made safe" in message
+    assert f"t={written_before} p=0 c=0" in message
+    assert rig.world.lasers_off()
+    assert float(rig.core.getProperty("AOTF", "488nm")) == 0.0
+    assert not rig.core.getShutterOpen("Blanking")
+    assert seen["calls"] == written_before + 1  # nothing written after the failure
+    # at most the rest of the volume being acquired when the write failed
+    delivered = rig.core.mda.engine.delivered
+    assert delivered - seen["delivered_at_failure"] <= planes
+    assert delivered <= (written_before + 2) * planes  # ≤ 4 volumes for a failure at the 3rd
+    ds = open_dataset(info.value.dataset)
+    assert [rec["t"] for rec in ds.volumes] == list(range(written_before))
+    for rec in ds.volumes:
+        vol = ds.volume(rec["t"], rec["c"])  # checksums verified
+        assert vol.shape == (planes, 64, 64) and vol.min() > 0
+
+
+def test_storage_failure_cancels_within_one_volume(
+    open_sim_rig, sim_rig_config, tmp_path, monkeypatch
+):
+    """The raw writer fails at the 3rd volume: the MDA is cancelled at once."""
+    prepared = _storage_test_plan(sim_rig_config)
+    rig = open_sim_rig()
+    seen = _watch_writes(monkeypatch, rig, fail_at=3)
+    with pytest.raises(AcquisitionError) as info:
+        run_plan(rig, prepared, out=tmp_path)
+    assert "No space left on device" in str(info.value)
+    _assert_stopped_safely(rig, info, seen, written_before=2)
+    summary = open_dataset(info.value.dataset).meta["summary"]
+    assert summary["failed_volume"] == [2, 0, 0] and summary["frames"] <= 16
+    assert open_dataset(info.value.dataset).status == "failed"
+
+
+def _mount_tmpfs(path: Path, size: str) -> None:
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        pytest.skip("a real full disk needs root to mount a small tmpfs")
+    path.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip() or done.returncode}")
+
+
+def _fill(path: Path) -> None:
+    """Fill the file system of ``path`` to the last byte."""
+    with open(path, "wb", buffering=0) as f:
+        for block in (1 << 16, 1 << 12, 1 << 8, 1):
+            with contextlib.suppress(OSError):
+                while True:
+                    f.write(b"\0" * block)
+
+
+def test_real_disk_full_cancels_within_one_volume(
+    open_sim_rig, sim_rig_config, tmp_path, monkeypatch
+):
+    """A tmpfs runs full after the 2nd volume (root only, skipped otherwise)."""
+    disk = tmp_path / "disk"
+    _mount_tmpfs(disk, "4m")
+    try:
+        prepared = _storage_test_plan(sim_rig_config)
+        rig = open_sim_rig()
+        seen = _watch_writes(monkeypatch, rig)
+        ballast = disk / "ballast"
+
+        def fill_after_second(volume) -> None:  # after the raw store, like any listener
+            if volume.t == 1:
+                _fill(ballast)
+
+        with pytest.raises(AcquisitionError) as info:
+            run_plan(rig, prepared, out=disk, listeners=[fill_after_second])
+        assert "No space left on device" in str(info.value)
+        ballast.unlink()
+        _assert_stopped_safely(rig, info, seen, written_before=2)
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -111,3 +115,100 @@ def test_volume_is_its_frames_read_only_and_stacks_on_demand():
     assert not array.flags.writeable  # the volume owns it now
     with pytest.raises(ValueError, match="Z, Y, X"):
         Volume.from_array(array[0], 1, 0, 0, "488", (0.0,), (0.0, 0.0), 0.0)
+
+
+def _small_writer(path, *, overwrite: bool = False, n_t: int = 3):
+    from rcanlive.storage import DatasetWriter, Geometry
+
+    g = Geometry(planes=2, height=4, width=4, pixel_size_um=0.1, z_step_um=0.2, n_t=n_t)
+    return DatasetWriter(path, "live", g, plan={}, rig={}, overwrite=overwrite)
+
+
+def _vol(t: int):
+    from rcanlive.storage.volume import Volume
+
+    data = np.full((2, 4, 4), 100 + t, np.uint16)
+    return Volume.from_array(data, t, 0, 0, "488", (0.0, 0.2), (0.0, 0.0), float(t))
+
+
+def test_refuses_to_overwrite_with_a_clear_error(tmp_path):
+    from rcanlive.storage import DatasetError, DatasetExists
+
+    _small_writer(tmp_path / "a.ome.zarr").finish("completed")
+    with pytest.raises(DatasetExists, match="already exists; pass --overwrite") as info:
+        _small_writer(tmp_path / "a.ome.zarr")
+    assert isinstance(info.value, DatasetError) and isinstance(info.value, FileExistsError)
+    assert (tmp_path / "a.ome.zarr" / "zarr.json").is_file()  # nothing was deleted
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_second_writer_is_refused_and_the_first_completes(tmp_path, overwrite):
+    from rcanlive.storage import DatasetLocked, locked_by
+
+    path = tmp_path / "run.ome.zarr"
+    first = _small_writer(path)
+    first.write(_vol(0))
+    with pytest.raises(DatasetLocked) as info:
+        _small_writer(path, overwrite=overwrite)
+    message = " ".join(str(info.value).split())
+    assert f"{path} is being written by process {os.getpid()} (rcanlive" in message
+    assert "wait for it to finish or choose another --out" in message
+    assert info.value.pid == os.getpid()
+    assert locked_by(path) is not None and locked_by(path)[0] == os.getpid()
+    first.write(_vol(1))  # the refused writer deleted nothing
+    first.write(_vol(2))
+    first.finish("completed")
+    assert locked_by(path) is None  # released by finish()
+    ds = open_dataset(path)
+    assert ds.status == "completed" and [r["t"] for r in ds.volumes] == [0, 1, 2]
+    for t in range(3):
+        assert (ds.volume(t) == 100 + t).all()
+    # once released, --overwrite replaces it
+    again = _small_writer(path, overwrite=True)
+    assert open_dataset(path).volumes == []
+    again.finish("completed")
+
+
+def test_lock_is_released_when_the_holder_is_killed(tmp_path):
+    from rcanlive.storage import DatasetLocked, lock_dataset, locked_by
+
+    path = tmp_path / "run.ome.zarr"
+    script = (
+        "import sys, time\n"
+        "from rcanlive.storage import DatasetLock\n"
+        "lock = DatasetLock(sys.argv[1], 'rcanlive acquire live').acquire()\n"
+        "print('locked', flush=True)\n"
+        "time.sleep(120)\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script, str(path)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "locked"
+        with pytest.raises(DatasetLocked, match=f"process {proc.pid} \\(rcanlive acquire live\\)"):
+            _small_writer(path, overwrite=True)
+        assert locked_by(path) == (proc.pid, "rcanlive acquire live")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        if proc.stdout is not None:
+            proc.stdout.close()
+    assert locked_by(path) is None  # the kernel released it with the process
+    with lock_dataset(path, "rcanlive restore") as lock:
+        assert lock.held and locked_by(path) == (os.getpid(), "rcanlive restore")
+    _small_writer(path).finish("completed")  # only the lock file was there: not "exists"
+
+
+def test_lock_can_be_handed_over_past_finish(tmp_path):
+    """Live restoration keeps writing after the raw writer finished: it takes the lock."""
+    from rcanlive.storage import DatasetLocked, locked_by
+
+    path = tmp_path / "run.ome.zarr"
+    writer = _small_writer(path)
+    lock = writer.detach_lock()
+    writer.finish("completed")
+    assert lock is not None and locked_by(path) is not None
+    with pytest.raises(DatasetLocked):
+        _small_writer(path, overwrite=True)
+    lock.release()
+    assert locked_by(path) is None

@@ -24,8 +24,11 @@ class VolumeAssembler:
     plane): each volume is keyed and filled independently.
 
     ``sink`` runs first for every volume (the raw store) and its failure is fatal
-    to the run (recorded in :attr:`errors`); ``listeners`` run after it and their
-    failures are only logged, so a slow or broken consumer cannot lose raw data.
+    to the run: it is recorded in :attr:`errors` (and the volume in
+    :attr:`failed_volume`), ``on_error`` is called at once (the runner cancels the
+    acquisition there) and no later volume is stored or handed on (their keys are in
+    :attr:`dropped`). ``listeners`` run after the sink and their failures are only
+    logged, so a slow or broken consumer cannot lose raw data.
     """
 
     def __init__(
@@ -35,15 +38,19 @@ class VolumeAssembler:
         sink: VolumeCallback | None = None,
         listeners: list[VolumeCallback] | None = None,
         on_frame: Callable[[int], None] | None = None,
+        on_error: Callable[[BaseException], None] | None = None,
     ) -> None:
         self.planes = planes
         self.channel_names = channel_names
         self.sink = sink
         self.listeners = list(listeners or [])
         self.on_frame = on_frame
+        self.on_error = on_error
         self.frames = 0
         self.volumes = 0
         self.errors: list[BaseException] = []
+        self.failed_volume: tuple[int, int, int] | None = None
+        self.dropped: list[tuple[int, int, int]] = []
         self._partial: dict[tuple[int, int, int], dict[str, Any]] = {}
         self._lock = threading.Lock()
 
@@ -95,12 +102,21 @@ class VolumeAssembler:
             elapsed_s=float(runner_t) / 1e3 if runner_t is not None else 0.0,
             meta=extra,
         )
+        if self.errors:  # storage failed: the run is being cancelled, store nothing more
+            self.dropped.append(key)
+            return
         if self.sink is not None:
             try:
                 self.sink(vol)
             except BaseException as exc:
                 logger.error("writing volume %s failed: %s", key, exc)
                 self.errors.append(exc)
+                self.failed_volume = key
+                if self.on_error is not None:
+                    try:
+                        self.on_error(exc)
+                    except Exception:
+                        logger.exception("on_error callback failed after %s", key)
                 return
         self.volumes += 1
         for listener in self.listeners:

@@ -4,6 +4,7 @@ before anything moves: laser lines and powers, overlap, stage limits, focus rang
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import useq
@@ -187,11 +188,13 @@ def prepare(
         xy = plan.position_um or current_xy_um
         _check_xy(rig, [xy], "position_um")
         seq = useq.MDASequence(
-            stage_positions=[useq.Position(x=xy[0], y=xy[1], z=focus)],
+            stage_positions=(useq.Position(x=xy[0], y=xy[1], z=focus),),
             z_plan=z_plan,
-            channels=[channel(p) for p in presets],
-            time_plan=useq.TIntervalLoops(interval=plan.interval_s, loops=plan.volumes),
-            axis_order="tpcz",
+            channels=tuple(channel(p) for p in presets),
+            time_plan=useq.TIntervalLoops(
+                interval=timedelta(seconds=plan.interval_s), loops=plan.volumes
+            ),
+            axis_order=tuple("tpcz"),
         )
         n_t, n_p = plan.volumes, 1
     elif isinstance(plan, PairsPlan):
@@ -203,11 +206,11 @@ def prepare(
             raise PlanError("low.power must be below high.power")
         _check_xy(rig, list(plan.positions_um), "positions_um")
         seq = useq.MDASequence(
-            stage_positions=[useq.Position(x=x, y=y, z=focus) for x, y in plan.positions_um],
+            stage_positions=tuple(useq.Position(x=x, y=y, z=focus) for x, y in plan.positions_um),
             z_plan=z_plan,
-            channels=[channel(p) for p in presets],
-            time_plan=useq.TIntervalLoops(interval=0, loops=plan.volumes_per_position),
-            axis_order="tpzc" if plan.switch == "plane" else "tpcz",
+            channels=tuple(channel(p) for p in presets),
+            time_plan=useq.TIntervalLoops(interval=timedelta(0), loops=plan.volumes_per_position),
+            axis_order=tuple("tpzc" if plan.switch == "plane" else "tpcz"),
         )
         n_t, n_p = plan.volumes_per_position, len(plan.positions_um)
     else:
@@ -230,13 +233,13 @@ def prepare(
             "tiles (center_um, rows, columns, step_um)",
         )
         seq = useq.MDASequence(
-            stage_positions=[
+            stage_positions=tuple(
                 useq.Position(x=t["x_um"], y=t["y_um"], z=focus, name=f"r{t['row']}c{t['col']}")
                 for t in tiles
-            ],
+            ),
             z_plan=z_plan,
-            channels=[channel(p) for p in presets],
-            axis_order="pcz",
+            channels=tuple(channel(p) for p in presets),
+            axis_order=tuple("pcz"),
         )
         n_t, n_p = 1, len(tiles)
     return PreparedPlan(plan, seq, presets, focus, n_t, n_p, len(presets), planes, tiles)

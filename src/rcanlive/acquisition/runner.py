@@ -3,7 +3,9 @@
 Order of duties for each volume: the raw store first (always), then listeners
 (live restorer queue, dashboard, CLI progress). The lasers are made safe on every
 way out; a failure leaves everything written so far readable and is reported with
-the dataset's path.
+the dataset's path. A storage failure (disk full, permissions, I/O error) cancels
+the acquisition at once, from the thread that found it: the camera and the lasers
+stop within one volume instead of running on with nowhere to put the frames.
 """
 
 from __future__ import annotations
@@ -71,6 +73,29 @@ def _stop_relay_threads() -> None:
             thread.join(timeout=5)
 
 
+def _finish(writer: DatasetWriter, status: str, summary: dict[str, Any]) -> Exception | None:
+    """``writer.finish``; an error (a full disk cannot take the final attributes) is
+    returned, not raised, so that it cannot hide the run's own outcome."""
+    try:
+        writer.finish(status, **summary)
+    except Exception as exc:
+        logger.error("could not record the final status in %s: %s", writer.path, exc)
+        return exc
+    return None
+
+
+def _storage_message(error: BaseException, assembler: VolumeAssembler, rig: Rig) -> str:
+    """What happened when the raw store failed, and what was done about it."""
+    key = assembler.failed_volume
+    where = f" at volume t={key[0]} p={key[1]} c={key[2]}" if key is not None else ""
+    return (
+        f"writing the raw data failed{where}: {type(error).__name__}: {error}\n"
+        "  the acquisition was cancelled at once and the lasers were made safe (AOTF at 0, "
+        f"{rig.config.shutter_device} closed); the {assembler.volumes} volume(s) completed "
+        "before the failure are intact (check the disk: space, permissions, errors)"
+    )
+
+
 def dataset_path(prepared: PreparedPlan, out_dir: Path | None = None) -> Path:
     storage = prepared.plan.storage
     return Path(out_dir or storage.out_dir) / f"{storage.name}.ome.zarr"
@@ -92,7 +117,10 @@ def run_plan(
     ------
     AcquisitionError
         If the run failed (device error, write error); lasers are off, the data so
-        far is on disk.
+        far is on disk. A write error cancels the acquisition within one volume.
+    DatasetLocked, DatasetExists
+        Before anything moves: another process is writing the dataset, or it exists
+        and ``overwrite`` is false (see :class:`~rcanlive.storage.DatasetWriter`).
     KeyboardInterrupt
         Re-raised after a clean, safe stop (dataset status ``cancelled``).
     """
@@ -126,9 +154,23 @@ def run_plan(
         overwrite=overwrite,
     )
     if writer_hook is not None:
-        writer_hook(writer)
+        try:
+            writer_hook(writer)
+        except BaseException:
+            _finish(writer, "failed", {"error": "the writer hook failed before acquiring"})
+            raise
+
+    def storage_failed(exc: BaseException) -> None:  # on the relay thread
+        logger.error("storage failed (%s): cancelling the acquisition", exc)
+        core.mda.cancel()
+
     assembler = VolumeAssembler(
-        prepared.planes, names, sink=writer.write, listeners=listeners, on_frame=on_frame
+        prepared.planes,
+        names,
+        sink=writer.write,
+        listeners=listeners,
+        on_frame=on_frame,
+        on_error=storage_failed,
     )
     frame_bytes = w * h * 2
     engine = ISIMEngine(
@@ -143,7 +185,7 @@ def run_plan(
     try:
         with lasers_guarded(core, rig.config, on_interrupt=core.mda.cancel):
             try:
-                core.mda.run(prepared.sequence, output=[assembler])
+                core.mda.run(prepared.sequence, output=[assembler])  # type: ignore[list-item]
             except KeyboardInterrupt:
                 _stop_relay_threads()
                 raise
@@ -174,7 +216,9 @@ def run_plan(
         }
         if error is not None:
             summary["error"] = f"{type(error).__name__}: {error}"
-        writer.finish(status, **summary)
+        if assembler.failed_volume is not None:
+            summary["failed_volume"] = list(assembler.failed_volume)
+        finish_error = _finish(writer, status, summary)
         logger.info(
             "acquisition %s: %d frames, %d volumes in %.1f s",
             status,
@@ -182,8 +226,22 @@ def run_plan(
             assembler.volumes,
             seconds,
         )
+    if error is None and finish_error is not None:
+        message = (
+            f"the acquisition ended ({assembler.volumes} volumes) but its final status could "
+            f"not be recorded in the dataset: {type(finish_error).__name__}: {finish_error}"
+        )
+        raise AcquisitionError(message, path) from finish_error
     if error is not None:
-        message = f"acquisition failed: {type(error).__name__}: {error}"
+        if assembler.errors and error is assembler.errors[0]:
+            message = _storage_message(error, assembler, rig)
+        else:
+            message = f"acquisition failed: {type(error).__name__}: {error}"
+        if finish_error is not None:
+            message += (
+                f"\n  the dataset's final status could not be recorded either "
+                f"({type(finish_error).__name__}: {finish_error})"
+            )
         if engine.throttled_s > 0:
             message += (
                 f"\n  storage could not keep up: frames waited {engine.throttled_s:.1f} s for "

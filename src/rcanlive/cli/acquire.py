@@ -178,6 +178,12 @@ def run_with_progress(
         require_qt()  # before anything moves
     _plan, rig_config, prepared = load_and_prepare(kind, config, simulate, out, realtime)
     path = dataset_path(prepared)
+    from ..storage.errors import DatasetLocked
+    from ..storage.lock import locked_by
+
+    holder = locked_by(path)
+    if holder is not None:
+        raise UserError(str(DatasetLocked(path, *holder)))
     if path.exists() and not overwrite:
         raise UserError(f"{path} already exists; pass --overwrite or change storage.name")
     console.print(prepared.describe(), highlight=False)

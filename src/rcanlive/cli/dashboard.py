@@ -7,21 +7,16 @@ from typing import Annotated
 
 import typer
 
-from .app import UserError, app, console
+from .app import UserError, app, console, require_dataset
 
 
 def live_dataset(path: Path) -> Path:
     """``path`` if it is a live rcanlive dataset; a :class:`UserError` saying why not."""
-    from ..storage import open_dataset
-
-    if not path.exists():
-        raise UserError(f"dataset not found: {path}")
-    ds = open_dataset(path)  # FileNotFoundError (a user error) if it is not a dataset
-    if ds.kind != "live":
-        raise UserError(
-            f"{path} is a {ds.kind} dataset; the dashboard and the report show live "
-            "time-lapses (rcanlive acquire live)"
-        )
+    require_dataset(
+        path,
+        "live",
+        "the dashboard and the report show live time-lapses (rcanlive acquire live)",
+    )
     return path
 
 
@@ -110,6 +105,10 @@ def report_command(
     if out is not None:
         if out.suffix.lower() not in REPORT_SUFFIXES:
             raise UserError(f"-o {out}: the report is written as .html or .png")
+        if out.is_dir():
+            raise UserError(
+                f"-o {out}: is a folder; give a file name such as {out / 'report.html'}"
+            )
         if not out.parent.is_dir():
             raise UserError(f"-o {out}: folder {out.parent} does not exist")
     written = report_for_dataset(path, out)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import warnings
+from contextlib import ExitStack
 from enum import StrEnum
 from pathlib import Path  # noqa: TC003 - typer reads the annotations at runtime
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from .app import UserError, app, console
+from .app import UserError, app, console, require_dataset
 
 if TYPE_CHECKING:
     from ..stitching import StitchResult
@@ -37,8 +38,10 @@ def run_stitch(
     """Stitch ``dataset`` with a progress bar and print the summary and any warnings.
 
     The command-line face of :func:`rcanlive.stitching.stitch_dataset`; errors the
-    user can fix are :class:`UserError`.
+    user can fix (not a tiling dataset, output exists, no scheduler) are
+    :class:`UserError`.
     """
+    from rich.markup import escape
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -55,8 +58,9 @@ def run_stitch(
         use_scheduler,
     )
 
-    if not dataset.exists():
-        raise UserError(f"dataset not found: {dataset}")
+    require_dataset(
+        dataset, "tile", "only tiling datasets (from `rcanlive acquire tile`) are stitched"
+    )
     if (dataset / OUTPUT_NAMES[image]).exists() and not overwrite:
         raise UserError(
             f"{dataset / OUTPUT_NAMES[image]} already exists; pass --overwrite to replace it"
@@ -67,21 +71,26 @@ def run_stitch(
         MofNCompleteColumn(),
         TimeElapsedColumn(),
     )
-    try:
-        with (
-            use_scheduler(scheduler, workers=workers) as where,
-            Progress(*columns, console=console) as bar,
-            warnings.catch_warnings(record=True) as caught,
-        ):
-            warnings.simplefilter("always", StitchWarning)
-            console.print(f"stitching {dataset} ({image}) on the {where}", highlight=False)
-            tasks: dict[str, TaskID] = {}
+    with ExitStack() as stack:
+        try:
+            where = stack.enter_context(use_scheduler(scheduler, workers=workers))
+        except (OSError, ValueError) as exc:  # no scheduler at that address, or no address
+            raise UserError(
+                f"--scheduler {scheduler!r}: {exc}; use threads, local, sync or the address "
+                "of a running Dask scheduler (tcp://host:8786)"
+            ) from None
+        bar = stack.enter_context(Progress(*columns, console=console))
+        caught = stack.enter_context(warnings.catch_warnings(record=True))
+        warnings.simplefilter("always", StitchWarning)
+        console.print(f"stitching {escape(str(dataset))} ({image}) on the {where}", highlight=False)
+        tasks: dict[str, TaskID] = {}
 
-            def progress(stage: str, done: int, total: int) -> None:
-                if stage not in tasks:
-                    tasks[stage] = bar.add_task(stage, total=total)
-                bar.update(tasks[stage], completed=done, total=total)
+        def progress(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total)
+            bar.update(tasks[stage], completed=done, total=total)
 
+        try:
             result = stitch_dataset(
                 dataset,
                 image=image,  # type: ignore[arg-type]
@@ -92,16 +101,14 @@ def run_stitch(
                 chunk_px=chunk_px,
                 progress=progress,
             )
-    except StitchError as exc:
-        raise UserError(str(exc)) from None
-    except OSError as exc:  # e.g. no scheduler at the given address
-        raise UserError(f"scheduler {scheduler!r}: {exc}") from None
+        except StitchError as exc:
+            raise UserError(str(exc)) from None
     for w in caught:
         if not issubclass(w.category, StitchWarning):
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     for message in result.warnings:
-        console.print(f"[yellow]warning[/]: {message}", highlight=False)
-    console.print(f"[green]done[/]: {result.summary()}", highlight=False)
+        console.print(f"[yellow]warning[/]: {escape(message)}", highlight=False)
+    console.print(f"[green]done[/]: {escape(result.summary())}", highlight=False)
     return result
 
 

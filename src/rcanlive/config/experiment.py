@@ -12,18 +12,18 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, StrictBool, StrictFloat, StrictInt, model_validator
 
-from .loading import FrozenModel, load_config
+from .loading import ConfigError, FrozenModel, read_config, validate_config
 from .rig import SimulationSettings
 
 
 class Illumination(FrozenModel):
     """One laser line at a power at the objective (mW) or an intensity (W/cm²)."""
 
-    line_nm: int = 488
-    power_mw: float | None = Field(None, ge=0)
-    intensity_w_cm2: float | None = Field(None, ge=0)
+    line_nm: StrictInt = Field(default=488, gt=300, lt=1100)
+    power_mw: StrictFloat | None = Field(default=None, ge=0)
+    intensity_w_cm2: StrictFloat | None = Field(default=None, ge=0)
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Illumination:
@@ -35,8 +35,8 @@ class Illumination(FrozenModel):
 class ZStack(FrozenModel):
     """A z-stack centred on the focus: ``planes`` planes ``step_um`` apart."""
 
-    planes: int = Field(25, ge=1, le=1000)
-    step_um: float = Field(0.25, gt=0, le=10)
+    planes: StrictInt = Field(default=25, ge=1, le=1000)
+    step_um: StrictFloat = Field(default=0.25, gt=0, le=10)
 
     @property
     def range_um(self) -> float:
@@ -47,30 +47,33 @@ class Storage(FrozenModel):
     """Where and how the dataset is written."""
 
     out_dir: Path = Path("data")
-    name: str = Field("run", pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str = Field(default="run", pattern=r"^[A-Za-z0-9_.-]+$")
     compression: Literal["none", "zstd", "blosc-lz4"] = "none"
     #: RAM that frames may fill while they wait for the disk; beyond it they wait in
     #: the camera's sequence buffer, which stops the run cleanly when it overflows
-    max_backlog_gb: float = Field(2.0, gt=0, le=1024)
+    max_backlog_gb: StrictFloat = Field(default=2.0, gt=0, le=1024)
+
+
+PositiveInt = Annotated[StrictInt, Field(ge=1, le=100_000)]
 
 
 class Restoration(FrozenModel):
     """Live restoration of each volume, in worker processes (needs a model)."""
 
-    enabled: bool = True
+    enabled: StrictBool = True
     #: latest: a full queue drops its oldest volume; fifo: it drops the new one
     policy: Literal["latest", "fifo"] = "latest"
-    max_queue: int = Field(1, ge=1, le=1000)
+    max_queue: StrictInt = Field(default=1, ge=1, le=1000)
     #: tile (Z, Y, X) for the network; None = the whole volume when it fits
-    tile: tuple[int, int, int] | None = None
+    tile: tuple[PositiveInt, PositiveInt, PositiveInt] | None = None
     #: one worker process per entry: "auto" (first GPU, else CPU), "cpu", "cuda:N"
-    devices: tuple[str, ...] = Field(("auto",), min_length=1, max_length=64)
+    devices: tuple[str, ...] = Field(default=("auto",), min_length=1, max_length=64)
     #: intra-op threads per worker; None = the cores shared out among the CPU workers
-    threads: int | None = Field(None, ge=1, le=1024)
+    threads: StrictInt | None = Field(default=None, ge=1, le=1024)
     #: how many times a worker that died (abort, out of memory, CUDA error) is restarted
-    restarts: int = Field(2, ge=0, le=100)
+    restarts: StrictInt = Field(default=2, ge=0, le=100)
     #: added to the workers' niceness, so acquisition always gets the CPU first
-    nice: int = Field(10, ge=0, le=19)
+    nice: StrictInt = Field(default=10, ge=0, le=19)
 
     @model_validator(mode="after")
     def _devices(self) -> Restoration:
@@ -84,11 +87,11 @@ class Restoration(FrozenModel):
 
 class _PlanBase(FrozenModel):
     rig: str = "simulated"  # "simulated" or a path to a rig file
-    exposure_ms: float = Field(50.0, gt=0, le=10_000)
-    camera_roi_px: tuple[int, int] = (512, 512)  # (width, height), centred
-    zstack: ZStack = ZStack()
-    focus_um: float | None = None  # piezo position of the stack centre; None = current
-    storage: Storage = Storage()
+    exposure_ms: StrictFloat = Field(default=50.0, gt=0, le=10_000)
+    camera_roi_px: tuple[StrictInt, StrictInt] = (512, 512)  # (width, height), centred
+    zstack: ZStack = Field(default_factory=ZStack)
+    focus_um: StrictFloat | None = None  # piezo position of the stack centre; None = current
+    storage: Storage = Field(default_factory=Storage)
     #: simulated rigs only: replaces the rig file's [simulation] table
     simulation: SimulationSettings | None = None
 
@@ -104,19 +107,20 @@ class LivePlan(_PlanBase):
     """Live 4D time-lapse: a z-stack per channel every ``interval_s``."""
 
     kind: Literal["live"] = "live"
-    volumes: int = Field(20, ge=1, le=1_000_000)
-    interval_s: float = Field(5.6, ge=0)
-    position_um: tuple[float, float] | None = None  # None = where the stage is
+    volumes: StrictInt = Field(default=20, ge=1, le=1_000_000)
+    #: start-to-start time between volumes; at most a day
+    interval_s: StrictFloat = Field(default=5.6, ge=0, le=86_400)
+    position_um: tuple[StrictFloat, StrictFloat] | None = None  # None = where the stage is
     channels: list[Illumination] = Field(min_length=1)
-    restoration: Restoration = Restoration()
+    restoration: Restoration = Field(default_factory=Restoration)
 
 
 class PairsPlan(_PlanBase):
     """Matched low/high training pairs: N volumes at each of M positions."""
 
     kind: Literal["pairs"] = "pairs"
-    volumes_per_position: int = Field(5, ge=1, le=10_000)
-    positions_um: list[tuple[float, float]] = Field(min_length=1)
+    volumes_per_position: StrictInt = Field(default=5, ge=1, le=10_000)
+    positions_um: list[tuple[StrictFloat, StrictFloat]] = Field(min_length=1, max_length=100_000)
     switch: Literal["plane", "volume"] = "plane"
     low: Illumination
     high: Illumination
@@ -132,12 +136,12 @@ class TilingPlan(_PlanBase):
     """Zigzag (serpentine) tiling of a large sample with a z-stack per tile."""
 
     kind: Literal["tile"] = "tile"
-    center_um: tuple[float, float] = (0.0, 0.0)
-    rows: int = Field(3, ge=1, le=100)
-    columns: int = Field(3, ge=1, le=100)
-    step_um: float = Field(70.0, gt=0, le=150)
-    min_overlap: float = Field(0.20, ge=0, lt=1)
-    force_overlap: bool = False  # accept overlap below min_overlap
+    center_um: tuple[StrictFloat, StrictFloat] = (0.0, 0.0)
+    rows: StrictInt = Field(default=3, ge=1, le=100)
+    columns: StrictInt = Field(default=3, ge=1, le=100)
+    step_um: StrictFloat = Field(default=70.0, gt=0, le=150)
+    min_overlap: StrictFloat = Field(default=0.20, ge=0, lt=1)
+    force_overlap: StrictBool = False  # accept overlap below min_overlap
     channel: Illumination
     #: restore every tile as it arrives (needs a model); None = off. Tiles skipped by
     #: a full queue are restored afterwards with ``rcanlive restore DATASET --only-missing``
@@ -155,13 +159,18 @@ PLAN_TYPES: dict[str, type[_PlanBase]] = {
 def load_plan(
     path: str | Path, kind: str, **overrides: object
 ) -> LivePlan | PairsPlan | TilingPlan:
-    """Load an experiment config of ``kind`` (live, pairs or tile)."""
-    from .loading import ConfigError, _read_mapping
+    """Load an experiment config of ``kind`` (live, pairs or tile).
 
-    found = _read_mapping(Path(path)).get("kind")
-    if found is not None and found != kind:
+    Raises
+    ------
+    ConfigError
+        The file cannot be read, is a config of another kind, or has a bad setting.
+    """
+    data = read_config(path)
+    found = data.get("kind")
+    if isinstance(found, str) and found in PLAN_TYPES and found != kind:
         raise ConfigError(
             f"{path}: kind = {found!r} is a {found} config; run `rcanlive acquire {found}` "
             f"with it, or give a {kind} config"
         )
-    return load_config(path, PLAN_TYPES[kind], **overrides)  # type: ignore[return-value]
+    return validate_config(data, PLAN_TYPES[kind], path, **overrides)  # type: ignore[return-value]

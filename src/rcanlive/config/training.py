@@ -7,11 +7,14 @@ command runs in.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, StrictBool, StrictFloat, StrictInt, model_validator
 
 from .loading import FrozenModel
+
+#: one side of a training patch, voxels
+_PatchSide = Annotated[StrictInt, Field(ge=1, le=65_536)]
 
 
 class TrainingDataConfig(FrozenModel):
@@ -39,9 +42,9 @@ class TrainingDataConfig(FrozenModel):
     pairs: Path | None = None
     raw_dir: Path | None = None
     gt_dir: Path | None = None
-    validation_fraction: float = Field(default=0.15, ge=0.0, lt=1.0)
-    validation_count: int | None = Field(default=None, ge=0)
-    validation_patches: int = Field(default=2, ge=1)
+    validation_fraction: StrictFloat = Field(default=0.15, ge=0.0, lt=1.0)
+    validation_count: StrictInt | None = Field(default=None, ge=0)
+    validation_patches: StrictInt = Field(default=2, ge=1, le=10_000)
 
     @model_validator(mode="after")
     def _one_source(self) -> TrainingDataConfig:
@@ -73,12 +76,12 @@ class NetworkConfig(FrozenModel):
         Image channels (1 for single-colour volumes).
     """
 
-    in_channels: int = Field(default=1, ge=1)
-    out_channels: int = Field(default=1, ge=1)
-    n_groups: int = Field(default=5, ge=1)
-    n_blocks: int = Field(default=3, ge=1)
-    channels: int = Field(default=32, ge=1)
-    reduction: int = Field(default=8, ge=1)
+    in_channels: StrictInt = Field(default=1, ge=1, le=1024)
+    out_channels: StrictInt = Field(default=1, ge=1, le=1024)
+    n_groups: StrictInt = Field(default=5, ge=1, le=1000)
+    n_blocks: StrictInt = Field(default=3, ge=1, le=1000)
+    channels: StrictInt = Field(default=32, ge=1, le=4096)
+    reduction: StrictInt = Field(default=8, ge=1, le=4096)
 
 
 class NormalizationConfig(FrozenModel):
@@ -90,8 +93,8 @@ class NormalizationConfig(FrozenModel):
         Percentiles (0–100) mapped to 0 and 1 (CARE/paper: 2 and 99.9).
     """
 
-    p_low: float = Field(default=2.0, ge=0.0, lt=100.0)
-    p_high: float = Field(default=99.9, gt=0.0, le=100.0)
+    p_low: StrictFloat = Field(default=2.0, ge=0.0, lt=100.0)
+    p_high: StrictFloat = Field(default=99.9, gt=0.0, le=100.0)
 
     @model_validator(mode="after")
     def _ordered(self) -> NormalizationConfig:
@@ -116,8 +119,8 @@ class BackgroundConfig(FrozenModel):
         Random draws before falling back.
     """
 
-    fraction: float = Field(default=0.2, ge=0.0)
-    max_tries: int = Field(default=20, ge=1)
+    fraction: StrictFloat = Field(default=0.2, ge=0.0, le=1000.0)
+    max_tries: StrictInt = Field(default=20, ge=1, le=1_000_000)
 
 
 class TrainingConfig(FrozenModel):
@@ -166,21 +169,21 @@ class TrainingConfig(FrozenModel):
 
     data: TrainingDataConfig
     model: NetworkConfig = Field(default_factory=NetworkConfig)
-    patch_shape: tuple[int, int, int] = (16, 256, 256)
-    batch_size: int = Field(default=1, ge=1)
-    epochs: int = Field(default=300, ge=1)
-    steps_per_epoch: int = Field(default=256, ge=1)
-    learning_rate: float = Field(default=1e-4, gt=0.0)
-    lr_step_epochs: int | None = Field(default=None, ge=1)
+    patch_shape: tuple[_PatchSide, _PatchSide, _PatchSide] = (16, 256, 256)
+    batch_size: StrictInt = Field(default=1, ge=1, le=65_536)
+    epochs: StrictInt = Field(default=300, ge=1, le=1_000_000)
+    steps_per_epoch: StrictInt = Field(default=256, ge=1, le=100_000_000)
+    learning_rate: StrictFloat = Field(default=1e-4, gt=0.0, le=10.0)
+    lr_step_epochs: StrictInt | None = Field(default=None, ge=1)
     loss: Literal["mae", "mse"] = "mae"
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     device: str = Field(default="auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
-    seed: int = 0
+    seed: StrictInt = Field(default=0, ge=0, lt=2**32)
     normalization: NormalizationConfig = Field(default_factory=NormalizationConfig)
     background: BackgroundConfig = Field(default_factory=BackgroundConfig)
-    num_workers: int = Field(default=0, ge=0)
+    num_workers: StrictInt = Field(default=0, ge=0, le=1024)
     output_dir: Path = Path("runs/rcan-isim")
-    progress: bool = True
+    progress: StrictBool = True
 
     @model_validator(mode="after")
     def _positive_patch(self) -> TrainingConfig:

@@ -53,6 +53,8 @@ class VolumeLike(Protocol):
     @property
     def t(self) -> int: ...
     @property
+    def p(self) -> int: ...
+    @property
     def c(self) -> int: ...
     @property
     def channel(self) -> str: ...
@@ -443,6 +445,7 @@ class _StoredVolume:
     c: int
     channel: str
     elapsed_s: float
+    p: int = 0
 
 
 def replay(
@@ -453,14 +456,16 @@ def replay(
     """Feed a finished (or interrupted) live dataset into ``model``, volume by volume.
 
     Safe to run on a worker thread while a dashboard shows ``model``; ``stop`` ends
-    it early.
+    it early. A damaged volume (a chunk missing, a checksum mismatch) is left out,
+    raw or restored, and reported as an :class:`~rcanlive.storage.IntegrityWarning`:
+    the dashboard never shows zeros that were not acquired.
     """
-    from ..storage import open_dataset, restoration_records
+    from ..storage import DamagedVolume, open_dataset
 
     ds = open_dataset(path)
     if ds.kind != "live":
         raise ValueError(f"{ds.path} is a {ds.kind} dataset; the dashboard shows live time-lapses")
-    records = restoration_records(ds.path)
+    records = ds.restoration_records()
     summary = ds.meta.get("summary") or {}
     if summary.get("seconds"):
         model.set_throughput(int(summary.get("frames", 0)), float(summary["seconds"]))
@@ -468,15 +473,20 @@ def replay(
         if stop is not None and stop.is_set():
             break
         t, p, c = int(rec["t"]), int(rec["p"]), int(rec["c"])
-        vol = _StoredVolume(
-            ds.volume(t, c, p), t, c, str(rec.get("channel", c)), float(rec["elapsed_s"])
-        )
+        try:
+            raw = ds.volume(t, c, p)
+        except DamagedVolume:  # warned by the reader
+            continue
+        vol = _StoredVolume(raw, t, c, str(rec.get("channel", c)), float(rec["elapsed_s"]))
         model.add_raw(vol)
         r = records.get((t, p, c))
         if r is None:
             continue
         if r.get("status") == "restored":
-            restored = ds.volume(t, c, p, image="restored")
+            try:
+                restored = ds.volume(t, c, p, image="restored")
+            except KeyError:  # damaged (warned by the reader) or not restored after all
+                continue
             model.add_restored(vol, restored, r.get("latency_s"))
         elif r.get("status") == "skipped":
             model.add_skipped(vol)

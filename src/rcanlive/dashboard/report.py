@@ -7,9 +7,13 @@ display), for headless runs and for the end of every live demo.
 from __future__ import annotations
 
 import base64
+import contextlib
 import html
 import io
 import math
+import os
+import secrets
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,6 +23,8 @@ from .colors import FIT_COLOR, P10_COLOR, THRESHOLD_COLOR, curve_color, hex_colo
 from .model import RAW, RESTORED
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from matplotlib.figure import Figure
 
     from .model import Snapshot
@@ -201,8 +207,11 @@ def _summary_rows(snap: Snapshot) -> list[tuple[str, str]]:
     return rows
 
 
-def render_html(snap: Snapshot) -> str:
-    """A self-contained HTML page: summary table, warning and the embedded figure."""
+def render_html(snap: Snapshot, notes: Sequence[str] = ()) -> str:
+    """A self-contained HTML page: summary table, warning and the embedded figure.
+
+    ``notes``: further warnings shown under the title (e.g. damaged volumes left out).
+    """
     png = base64.b64encode(render_png(snap)).decode("ascii")
     title = html.escape(snap.title or "rcanlive report")
     rows = "\n".join(
@@ -211,6 +220,7 @@ def render_html(snap: Snapshot) -> str:
     )
     warning = snap.warning()
     banner = f'<p class="warning">{html.escape(warning)}</p>' if warning else ""
+    banner += "".join(f'<p class="warning">{html.escape(n)}</p>' for n in notes)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>
 <style>
@@ -229,22 +239,73 @@ img {{ max-width: 100%; }}
 """
 
 
-def write_report(snap: Snapshot, path: str | Path) -> Path:
-    """Write the report to ``path``: ``.png`` (the figure) or ``.html`` (page + figure)."""
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that ``path`` is never seen half-written.
+
+    The bytes go to a hidden temporary file in the same folder, which is flushed to disk
+    and then renamed over ``path`` (:func:`os.replace`, atomic on one file system). If
+    anything fails (a full disk, an interrupt) the temporary file is removed and ``path``
+    keeps its previous contents, if any.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        if isinstance(exc, OSError) and exc.errno is not None:
+            # name the report, not the temporary file (same errno, same OSError subclass)
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
+        raise
+    if hasattr(os, "O_DIRECTORY"):  # make the rename itself durable (POSIX)
+        with contextlib.suppress(OSError):
+            dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+
+
+def write_report(snap: Snapshot, path: str | Path, notes: Sequence[str] = ()) -> Path:
+    """Write the report to ``path``: ``.png`` (the figure) or ``.html`` (page + figure).
+
+    The report is rendered in memory and replaces ``path`` only once it is completely
+    on disk: a failure (e.g. a full disk) leaves no truncated report behind. ``notes``
+    are shown as warnings at the top of an HTML report.
+    """
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in REPORT_SUFFIXES:
         raise ValueError(f"{path}: the report is written as .html or .png, not {suffix!r}")
-    if suffix == ".png":
-        path.write_bytes(render_png(snap))
-    else:
-        path.write_text(render_html(snap), encoding="utf-8")
+    data = render_png(snap) if suffix == ".png" else render_html(snap, notes).encode("utf-8")
+    _write_atomically(path, data)
     return path
 
 
 def report_for_dataset(dataset: str | Path, out: str | Path | None = None) -> Path:
-    """Replay a live dataset and write its report (default ``DATASET/report.html``)."""
+    """Replay a live dataset and write its report (default ``DATASET/report.html``).
+
+    Damaged volumes are left out of the plots; the warnings naming them are issued
+    again here and listed at the top of an HTML report.
+    """
+    from ..storage import IntegrityWarning
     from .model import model_for_dataset, replay
 
-    model = replay(model_for_dataset(dataset), dataset)
-    return write_report(model.snapshot(), out if out is not None else Path(dataset) / "report.html")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", IntegrityWarning)
+        model = replay(model_for_dataset(dataset), dataset)
+    notes: list[str] = []
+    for w in caught:
+        if issubclass(w.category, IntegrityWarning):
+            if str(w.message) not in notes:
+                notes.append(str(w.message))
+                warnings.warn(str(w.message), IntegrityWarning, stacklevel=2)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    target = out if out is not None else Path(dataset) / "report.html"
+    return write_report(model.snapshot(), target, notes)

@@ -110,9 +110,11 @@ class Done:
 class Failed:
     """Worker → pool: a volume (or, with ``volume=None``, the start-up) failed.
 
-    The worker exits after sending it: a backend that failed once (a CUDA error, say)
+    Unless the volume's own data was at fault (``fatal=False``: a damaged raw volume),
+    the worker exits after sending it: a backend that failed once (a CUDA error, say)
     is not trusted with the next volume; the pool restarts a fresh process.
     """
 
     volume: VolumeRef | None
     error: str
+    fatal: bool = True  # False: the volume's data was at fault; the worker carries on

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
     from ..config.experiment import Restoration
     from ..storage import DatasetWriter, RestoredWriter
+    from ..storage.lock import DatasetLock
     from ..storage.volume import Volume
     from .backends import Backend
     from .events import Ready
@@ -86,6 +87,7 @@ class LiveRestoration:
     dataset: Path | None = None
     writer: RestoredWriter | None = None
     workers: list[Ready] = field(default_factory=list)
+    _lock: DatasetLock | None = None
 
     def start(self, timeout: float | None = None) -> list[Ready]:
         """Start the workers; returns what each opened. Raises
@@ -113,6 +115,8 @@ class LiveRestoration:
 
         self.dataset = dataset.path
         self.writer = RestoredWriter(dataset.path)  # creates the arrays the workers fill
+        # the dataset stays locked until the last restored volume is in (after the run)
+        self._lock = dataset.detach_lock()
 
     def submit(self, volume: Volume) -> None:
         """Volume listener: hand the stored volume's key to a worker (never blocks)."""
@@ -144,6 +148,9 @@ class LiveRestoration:
                 annotate(self.dataset, restoration=record)
             except Exception:  # the raw data matters more than this summary
                 logger.exception("could not record the restoration summary in %s", self.dataset)
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
         return record
 
 

@@ -70,6 +70,20 @@ def restore_dataset(
     on_done
         Called after each volume.
     """
+    from ..storage.lock import lock_dataset
+
+    with lock_dataset(path, "rcanlive restore"):  # no run or other restore writes meanwhile
+        return _restore_locked(path, recipe, keys, overlap, scheduler, on_done)
+
+
+def _restore_locked(
+    path: Path,
+    recipe: BackendRecipe,
+    keys: Sequence[VolumeKey],
+    overlap: tuple[int, int, int] | None,
+    scheduler: str | None,
+    on_done: Callable[[], None] | None,
+) -> OfflineResult:
     from ..storage import RestoredWriter, open_dataset
 
     kind = open_dataset(path).kind
@@ -138,17 +152,9 @@ class StoreCache:
             return self._open[path]
 
     def read(self, path: Path, key: VolumeKey) -> Any:
-        """The raw volume ``key``; the log is read again if it is newer than the key."""
+        """The raw volume ``key``, verified (``DamagedVolume`` if it is not whole)."""
         t, p, c = key
-        dataset, writer = self.get(path)
-        try:
-            return dataset.volume(t, c, p)
-        except KeyError:
-            from ..storage import open_dataset
-
-            with self._lock:
-                self._open[path] = (open_dataset(path), writer)
-            return self._open[path][0].volume(t, c, p)
+        return self.get(path)[0].volume(t, c, p)
 
     def close(self) -> None:
         with self._lock:

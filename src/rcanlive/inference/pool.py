@@ -356,6 +356,12 @@ class RestorationPool:
         elif isinstance(message, Done):
             self._finish_task(slot, RestorationStatus.RESTORED, None, message)
             slot.state = _State.IDLE
+        elif isinstance(message, Failed) and not message.fatal:
+            # the volume, not the worker, is at fault (its raw data is damaged)
+            logger.error("volume not restored: %s", message.error)
+            if slot.task is not None:
+                self._finish_task(slot, RestorationStatus.FAILED, message.error)
+            slot.state = _State.IDLE
         elif isinstance(message, Failed):
             slot.error = message.error
             self.summary.error = message.error
@@ -377,7 +383,8 @@ class RestorationPool:
         if slot.task is not None:
             self._finish_task(slot, RestorationStatus.FAILED, cause)
         slot.state, slot.conn = _State.DEAD, None
-        if not self._closing and slot.starts <= self.restarts:
+        # while closing, a fresh worker is still worth it for volumes left in the queue
+        if (not self._closing or self._queue) and slot.starts <= self.restarts:
             logger.warning("starting restoration worker %s again", slot.spec.name)
             self.summary.restarts += 1
             slot.state = _State.STARTING  # (not idle until it says it is ready)

@@ -89,6 +89,7 @@ def serve(spec: WorkerSpec, conn: Connection) -> None:
             choice=tuple(getattr(backend, "auto_choice", ())),
         )
     )
+    from ..storage.errors import DamagedVolume
     from .offline import StoreCache, restore_stored
 
     stores = StoreCache()
@@ -108,6 +109,8 @@ def serve(spec: WorkerSpec, conn: Connection) -> None:
                 )
                 latency = time.monotonic() - task.submitted
                 conn.send(Done(v, latency_s=latency, compute_s=record["compute_s"]))
+            except DamagedVolume as exc:  # the data's fault, not the backend's
+                conn.send(Failed(task.volume, f"raw volume damaged: {exc}", fatal=False))
             except Exception as exc:
                 conn.send(Failed(task.volume, f"{type(exc).__name__}: {exc}"))
                 return

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
 
     from pymmcore_plus import CMMCorePlus
+    from pymmcore_plus.metadata import SummaryMetaV1
     from useq import MDAEvent, MDASequence
 
     from ..config.rig import RigConfig
@@ -65,7 +66,8 @@ class ISIMEngine(MDAEngine):
         """Relay ``frames`` (and the runner's cancel/pause messages to them), waiting
         after each one while the consumer is ``max_backlog`` frames behind."""
         gen = iter(frames)
-        forwards = isinstance(gen, types.GeneratorType)
+        # a generator takes the messages along; a plain iterator just gets next()
+        relay = gen if isinstance(gen, types.GeneratorType) else None
         try:
             item = next(gen)
             while True:
@@ -74,12 +76,12 @@ class ISIMEngine(MDAEngine):
                     self.delivered += 1
                     if message != "cancel":
                         self._wait_for_consumer()
-                item = gen.send(message) if forwards else next(gen)
+                item = relay.send(message) if relay is not None else next(gen)
         except StopIteration:
             return
         finally:
-            if forwards:
-                gen.close()  # type: ignore[attr-defined]
+            if relay is not None:
+                relay.close()
 
     def _wait_for_consumer(self) -> None:
         assert self.consumed is not None and self.max_backlog is not None
@@ -99,7 +101,7 @@ class ISIMEngine(MDAEngine):
             time.sleep(0.002)
         self.throttled_s += time.perf_counter() - t0
 
-    def setup_sequence(self, sequence: MDASequence) -> object:
+    def setup_sequence(self, sequence: MDASequence) -> SummaryMetaV1 | None:
         make_safe(self.mmcore, self.rig)  # start from a known-dark state
         return super().setup_sequence(sequence)
 

@@ -10,12 +10,13 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..log import logger
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
+    from types import FrameType
 
     from pymmcore_plus import CMMCorePlus
 
@@ -66,7 +67,8 @@ def lasers_guarded(
     event and tears down cleanly); a second one, or any signal when no
     ``on_interrupt`` is given, raises ``KeyboardInterrupt`` at once.
     """
-    previous: dict[int, object] = {}
+    # the handlers signal.signal returns (typeshed's _HANDLER), to restore on the way out
+    previous: dict[signal.Signals, Callable[[int, FrameType | None], Any] | int | None] = {}
     if threading.current_thread() is threading.main_thread():
         asked = {"n": 0}
 
@@ -86,5 +88,5 @@ def lasers_guarded(
         try:
             make_safe(core, rig)
         finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)  # type: ignore[arg-type]
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)

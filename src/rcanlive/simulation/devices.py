@@ -21,7 +21,8 @@ from pymmcore_plus.experimental.unicore import (
     pymm_property,
 )
 
-from .world import LINES_NM, World, get_world
+from .world import LINES_NM, get_world
+from .world import World as SimWorld
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -42,12 +43,13 @@ class _WorldDevice:
         """Name of the simulated world this device acts in."""
         return self._world_name
 
-    @World.setter
+    # mypy knows the same-name setter idiom only for the builtin @property
+    @World.setter  # type: ignore[no-redef]
     def World(self, value: str) -> None:
         self._world_name = str(value)
 
     @property
-    def world(self) -> World:
+    def world(self) -> SimWorld:
         return get_world(self._world_name)
 
 
@@ -103,7 +105,7 @@ class SimCamera(_WorldDevice, CameraDevice):
         """1: replay a bank of pre-rendered frames (benchmarks); 0: render each frame."""
         return "1" if self._fast else "0"
 
-    @FastMode.setter
+    @FastMode.setter  # type: ignore[no-redef]  # same-name setter: see _WorldDevice
     def FastMode(self, value: str) -> None:
         self._fast = str(value) == "1"
         self._bank = []
@@ -113,7 +115,7 @@ class SimCamera(_WorldDevice, CameraDevice):
         """1: frames take their exposure time in wall-clock time; 0: as fast as possible."""
         return "1" if self._realtime else "0"
 
-    @RealTime.setter
+    @RealTime.setter  # type: ignore[no-redef]  # same-name setter: see _WorldDevice
     def RealTime(self, value: str) -> None:
         self._realtime = str(value) == "1"
 
@@ -189,18 +191,38 @@ class SimAOTF(_WorldDevice, GenericDevice):
     def __init__(self) -> None:
         super().__init__()
         for line in LINES_NM:
-            self.register_property(
-                name=f"{line}nm",
-                property_type=float,
-                limits=(0.0, 100.0),
-                sequence_max_length=SEQUENCE_MAX,
-                getter=lambda self, _ln=line: self.world.aotf[_ln],
-                setter=lambda self, v, _ln=line: self._set_line(_ln, v),
-                sequence_loader=lambda self, seq, _ln=line: self._load(_ln, seq),
-                sequence_starter=lambda self, _ln=line: self._start(_ln),
-                sequence_stopper=lambda self, _ln=line: self._stop(_ln),
-            )
+            self._register_line(line)
         self._loaded: dict[int, tuple[float, ...]] = {}
+
+    def _register_line(self, line: int) -> None:
+        """Register the ``<line>nm`` property; the accessors receive the device."""
+
+        def get(dev: SimAOTF) -> float:
+            return dev.world.aotf[line]
+
+        def set_(dev: SimAOTF, value: float) -> None:
+            dev._set_line(line, value)
+
+        def load(dev: SimAOTF, seq: Sequence[float]) -> None:
+            dev._load(line, seq)
+
+        def start(dev: SimAOTF) -> None:
+            dev._start(line)
+
+        def stop(dev: SimAOTF) -> None:
+            dev._stop(line)
+
+        self.register_property(
+            name=f"{line}nm",
+            property_type=float,
+            limits=(0.0, 100.0),
+            sequence_max_length=SEQUENCE_MAX,
+            getter=get,
+            setter=set_,
+            sequence_loader=load,
+            sequence_starter=start,
+            sequence_stopper=stop,
+        )
 
     def _set_line(self, line: int, value: float) -> None:
         v = float(value)
@@ -291,7 +313,7 @@ class SimXYStage(_WorldDevice, XYStageDevice):
         """σ (µm) of the random error between commanded and reached position."""
         return self.world.stage_error_um
 
-    @PositionErrorUm.setter
+    @PositionErrorUm.setter  # type: ignore[no-redef]  # same-name setter: see _WorldDevice
     def PositionErrorUm(self, value: float) -> None:
         self.world.stage_error_um = float(value)
 

@@ -23,10 +23,15 @@ def _isim_psf_cached(
 ) -> np.ndarray:
     import psfmodels
 
-    kw = {"dxy": dxy_um, "NA": na, "ni": 1.515, "ni0": 1.515, "ns": 1.515}
-    zv = (np.arange(nz) - nz // 2) * dz_um
-    ex = psfmodels.make_psf(zv, nx=nxy, wvl=ex_nm / 1000.0, **kw)
-    em = psfmodels.make_psf(zv, nx=nxy, wvl=em_nm / 1000.0, **kw)
+    zv: list[float] = ((np.arange(nz) - nz // 2) * dz_um).tolist()
+
+    def gibson_lanni(wvl_um: float) -> np.ndarray:
+        return psfmodels.make_psf(
+            zv, nx=nxy, dxy=dxy_um, NA=na, ni=1.515, ni0=1.515, ns=1.515, wvl=wvl_um
+        )
+
+    ex = gibson_lanni(ex_nm / 1000.0)
+    em = gibson_lanni(em_nm / 1000.0)
     psf = (ex * em).astype(np.float32)
     psf /= psf.sum()
     psf.setflags(write=False)

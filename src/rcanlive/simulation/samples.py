@@ -36,13 +36,6 @@ class Sample:
     name: str = "sample"
     meta: dict[str, object] = field(default_factory=dict)
 
-    @property
-    def extent_um(self) -> tuple[float, float, float]:
-        """Physical size ``(z, y, x)`` in µm."""
-        z, y, x = self.density.shape
-        dz, dy, dx = self.voxel_um
-        return (z * dz, y * dy, x * dx)
-
 
 def _tubes(
     shape: tuple[int, int, int],

@@ -10,10 +10,10 @@ tasks) and :mod:`.stitch` (the whole chain: :func:`stitch_dataset`).
 
 from __future__ import annotations
 
+from ..scheduling import compute, use_scheduler
 from .layout import StitchError, StitchWarning, TileLayout, TileReader, load_layout
 from .optimize import Placement, solve_positions
 from .registration import PairShift, RegistrationSettings, register_pair
-from ..scheduling import compute, use_scheduler
 from .stitch import OUTPUT_NAMES, StitchResult, stitch_dataset
 
 __all__ = [

@@ -8,6 +8,7 @@ sits at the same physical place as its tiles in any NGFF viewer.
 
 from __future__ import annotations
 
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,9 +17,11 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import zarr
 
-from ..storage.dataset import read_log
+from ..storage.dataset import Dataset
+from ..storage.errors import DamagedVolume, IntegrityWarning
+from ..storage.integrity import CHECKSUM_FIELD, fill_plane_checksum, volume_chunks
+from ..storage.journal import RESTORED_LOG, VOLUMES_LOG, key_of, read_journal
 from ..storage.ngff import image_scale
-from ..storage.restored import restoration_records
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -115,25 +118,44 @@ class TileLayout:
                 overlaps.append(h - abs(below.stage_px[0] - t.stage_px[0]))
         return max(int(min(overlaps)), 0) if overlaps else 0
 
-    def group_path(self, index: int) -> str:
-        """Path of a tile's NGFF image inside the dataset."""
-        return f"{TILE_GROUPS[self.image]}/{index:04d}"
 
+def _present_keys(path: Path, image: ImageKind, verify: bool = False) -> set[tuple[int, int]]:
+    """``(p, c)`` of the volumes that are complete (and restored, for ``restored``):
+    logged, with every chunk on disk (and, with ``verify``, matching their checksums).
 
-def _present_keys(path: Path, image: ImageKind) -> set[tuple[int, int]]:
-    """``(p, c)`` of the volumes that are complete (and restored, for ``restored``)."""
-    done = {(r["p"], r["c"]) for r in read_log(path) if r.get("t", 0) == 0}
-    if image == "restored":
-        records = restoration_records(path)
-        done = {(p, c) for p, c in done if records.get((0, p, c), {}).get("status") == "restored"}
+    Damage found on the way is re-issued as :class:`StitchWarning` (the tile is left
+    as a gap).
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", IntegrityWarning)
+        ds = Dataset(path)
+        done = {(p, c) for t, p, c in ds.keys() if t == 0}
+        if image == "restored":
+            done &= {(p, c) for t, p, c in ds.restored_keys() if t == 0}
+        if verify:
+            for p, c in sorted(done):
+                try:
+                    ds.volume(0, c, p, image="raw" if image == "tiles" else "restored")
+                except DamagedVolume:
+                    done.discard((p, c))
+    for w in caught:
+        if issubclass(w.category, IntegrityWarning):
+            warnings.warn(f"{w.message}; the tile is left as a gap", StitchWarning, stacklevel=3)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     return done
 
 
-def load_layout(path: str | Path, image: ImageKind = "tiles") -> TileLayout:
+def load_layout(
+    path: str | Path, image: ImageKind = "tiles", *, verify: bool = False
+) -> TileLayout:
     """Read the tile layout of a tiling dataset.
 
-    Tiles that were never completed (an interrupted run) or, for ``image="restored"``,
-    never restored are marked absent with a :class:`StitchWarning`.
+    Tiles that were never completed (an interrupted run), whose chunks are not all on
+    disk (damage) or, for ``image="restored"``, never restored are marked absent with
+    a :class:`StitchWarning`. ``verify`` also reads every tile once and compares it
+    with its checksums (a full extra pass over the data; ``rcanlive check`` does the
+    same), so that an altered tile is left out too.
 
     Raises
     ------
@@ -147,7 +169,10 @@ def load_layout(path: str | Path, image: ImageKind = "tiles") -> TileLayout:
     meta = root.attrs.get("rcanlive")
     if not isinstance(meta, dict) or meta.get("kind") != "tile":
         kind = meta.get("kind") if isinstance(meta, dict) else None
-        raise StitchError(f"{path} is a {kind!r} dataset; only tiling datasets are stitched")
+        what = f"a {kind} dataset" if kind else "not an rcanlive dataset"
+        raise StitchError(
+            f"{path} is {what}; only tiling datasets (from `rcanlive acquire tile`) are stitched"
+        )
     if image not in TILE_GROUPS:
         raise StitchError(f"unknown image {image!r}; choose one of {sorted(TILE_GROUPS)}")
     group = TILE_GROUPS[image]
@@ -171,7 +196,7 @@ def load_layout(path: str | Path, image: ImageKind = "tiles") -> TileLayout:
     px = float(scale["x"])
     h, w = arr.shape[2], arr.shape[3]
     n_c = arr.shape[0]
-    done = _present_keys(path, image)
+    done = _present_keys(path, image, verify)
     tiles = []
     missing = []
     for entry in manifest:
@@ -186,6 +211,7 @@ def load_layout(path: str | Path, image: ImageKind = "tiles") -> TileLayout:
         tiles.append(Tile(i, int(entry["row"]), int(entry["col"]), stage, present))
     if missing:
         what = "restored" if image == "restored" else "completely acquired"
+        what += " (or are damaged)"
         warnings.warn(
             f"{len(missing)} of {len(tiles)} tile(s) were not {what} (index "
             f"{', '.join(map(str, missing[:10]))}{', ...' if len(missing) > 10 else ''}); "
@@ -210,27 +236,79 @@ class TileReader:
     """Reads regions of tiles from a dataset; picklable, so it travels to Dask workers.
 
     Only the requested region is decoded (the tiles are chunked by plane), so a
-    task holds at most the tiles that touch its output chunk.
+    task holds at most the tiles that touch its output chunk. The chunks of the planes
+    read must be on disk: a missing one raises :class:`~rcanlive.storage.DamagedVolume`
+    instead of reading as zeros (unless the writer's checksum says the plane held only
+    the fill value, which a writer may leave out).
     """
 
     def __init__(self, path: str | Path, image: ImageKind = "tiles") -> None:
         self.path = Path(path)
         self.image = image
+        self._forget()
+
+    def _forget(self) -> None:
+        """Drop what was opened or read (not picklable, or per process)."""
         self._root: zarr.Group | None = None
+        self._arrays: dict[int, zarr.Array] = {}
+        self._chunks: dict[tuple[int, int], list[tuple[str, ...]]] = {}
+        self._checksums: dict[tuple[int, int, int], list[int]] | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         return {"path": self.path, "image": self.image}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.path, self.image, self._root = state["path"], state["image"], None
+        self.path, self.image = state["path"], state["image"]
+        self._forget()
 
     def _array(self, index: int) -> zarr.Array:
-        if self._root is None:
-            self._root = zarr.open_group(self.path, mode="r")
-        return self._root[f"{TILE_GROUPS[self.image]}/{index:04d}/0"]  # type: ignore[return-value]
+        if index not in self._arrays:
+            if self._root is None:
+                self._root = zarr.open_group(self.path, mode="r")
+            name = f"{TILE_GROUPS[self.image]}/{index:04d}/0"
+            self._arrays[index] = self._root[name]  # type: ignore[assignment]
+        return self._arrays[index]
+
+    def _plane_checksums(self, key: tuple[int, int, int]) -> list[int] | None:
+        """The checksums logged for a tile, read once per reader (per Dask worker)."""
+        if self._checksums is None:
+            log = VOLUMES_LOG if self.image == "tiles" else RESTORED_LOG
+            self._checksums = {
+                key_of(r): r[CHECKSUM_FIELD]
+                for r in read_journal(self.path / log)
+                if isinstance(r.get(CHECKSUM_FIELD), list)
+            }
+        return self._checksums.get(key)
+
+    def _check_chunks(self, index: int, c: int, z: slice) -> None:
+        array = self._array(index)
+        per_plane = self._chunks.get((index, c))
+        if per_plane is None:
+            per_plane = self._chunks[(index, c)] = volume_chunks(array, (c,))
+        root = str(self.path)
+        missing: dict[str, None] = {}
+        for plane, chunks in zip(range(len(per_plane))[z], per_plane[z], strict=True):
+            gone = [ch for ch in chunks if not os.path.isfile(os.path.join(root, ch))]
+            if not gone:
+                continue
+            sums = self._plane_checksums((0, index, c))
+            if sums is not None and plane < len(sums):
+                if sums[plane] == fill_plane_checksum(array, (c,)):
+                    continue
+            missing.update(dict.fromkeys(gone))
+        if missing:
+            image = "raw" if self.image == "tiles" else "restored"
+            raise DamagedVolume(self.path, (0, index, c), image, list(missing), "missing")
 
     def read(self, index: int, c: int, z: slice, y: slice, x: slice) -> np.ndarray:
-        """Tile ``index``, channel ``c``, region ``[z, y, x]`` as float32."""
+        """Tile ``index``, channel ``c``, region ``[z, y, x]`` as float32.
+
+        Raises
+        ------
+        DamagedVolume
+            A chunk of the region is not on disk.
+        """
+        self._check_chunks(index, c, z)
         return np.asarray(self._array(index)[c, z, y, x], dtype=np.float32)
 
 

@@ -18,6 +18,7 @@ import dask
 import numpy as np
 import zarr
 
+from ..scheduling import compute
 from ..storage.ngff import create_multiscale, pyramid_shapes
 from .fusion import chunk_jobs, downsample_chunk, fuse_chunk, plan_fusion
 from .layout import (
@@ -31,7 +32,6 @@ from .layout import (
 )
 from .optimize import Placement, solve_positions
 from .registration import PairShift, RegistrationSettings, register_pair
-from ..scheduling import compute
 
 if TYPE_CHECKING:
     from collections.abc import Callable

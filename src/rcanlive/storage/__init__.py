@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from .dataset import Dataset, DatasetWriter, Geometry, annotate, open_dataset, read_log
+from .errors import DamagedVolume, DatasetError, DatasetExists, DatasetLocked, IntegrityWarning
+from .integrity import Problem, plane_checksum, plane_checksums
+from .lock import DatasetLock, lock_dataset, locked_by
 from .pairs import read_pairs
 from .restored import (
     RestoredWriter,
@@ -13,14 +16,25 @@ from .restored import (
 from .volume import Volume
 
 __all__ = [
+    "DamagedVolume",
     "Dataset",
+    "DatasetError",
+    "DatasetExists",
+    "DatasetLock",
+    "DatasetLocked",
     "DatasetWriter",
     "Geometry",
+    "IntegrityWarning",
+    "Problem",
     "RestoredWriter",
     "Volume",
     "annotate",
+    "lock_dataset",
+    "locked_by",
     "missing_restorations",
     "open_dataset",
+    "plane_checksum",
+    "plane_checksums",
     "read_log",
     "read_pairs",
     "read_restored",

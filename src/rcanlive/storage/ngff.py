@@ -6,7 +6,7 @@ validate it with the independent ``ome-zarr-models`` reader.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -150,8 +150,8 @@ def create_multiscale(
     group = parent.create_group(name, overwrite=True, attributes={"ome": ome, **(attrs or {})})
     arrays = []
     for level, shape in enumerate(shapes):
-        level_chunks = (
-            None
+        level_chunks: tuple[int, ...] | Literal["auto"] = (
+            "auto"  # zarr's default; it rejects chunks=None
             if chunks is None
             else tuple(min(int(c), max(int(s), 1)) for c, s in zip(chunks, shape, strict=True))
         )
@@ -172,7 +172,8 @@ def create_multiscale(
 
 def image_scale(group: Group) -> dict[str, float]:
     """Axis name → scale of level 0 of an NGFF image group."""
-    ms = group.attrs["ome"]["multiscales"][0]
+    ome = cast("dict[str, Any]", group.attrs["ome"])  # attrs are typed as any JSON value
+    ms = ome["multiscales"][0]
     names = [a["name"] for a in ms["axes"]]
     scale = ms["datasets"][0]["coordinateTransformations"][0]["scale"]
     return dict(zip(names, scale, strict=True))

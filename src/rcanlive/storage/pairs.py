@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .dataset import open_dataset
+from .errors import DamagedVolume, IntegrityWarning
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -16,7 +18,8 @@ if TYPE_CHECKING:
 def read_pairs(path: str | Path) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Yield ``(low, high)`` float32 ZYX volumes for every completed pair.
 
-    A pair is yielded only when both its low and its high volume were completed.
+    A pair is yielded only when both its low and its high volume were completed and
+    read back whole (a damaged one is left out with an :class:`IntegrityWarning`).
     """
     ds = open_dataset(path)
     if ds.kind != "pairs":
@@ -25,6 +28,10 @@ def read_pairs(path: str | Path) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     keys = sorted({(t, p) for t, p, _ in done})
     for t, p in keys:
         if (t, p, 0) in done and (t, p, 1) in done:
-            low = ds.volume(t, 0, p).astype(np.float32)
-            high = ds.volume(t, 1, p).astype(np.float32)
+            try:
+                low = ds.volume(t, 0, p).astype(np.float32)
+                high = ds.volume(t, 1, p).astype(np.float32)
+            except DamagedVolume as exc:  # a damaged pair is left out, never read as zeros
+                warnings.warn(f"pair t={t} p={p} left out: {exc}", IntegrityWarning, stacklevel=2)
+                continue
             yield low, high

@@ -19,36 +19,24 @@ from typing import Any, cast
 import numpy as np
 import zarr
 
-from .dataset import Dataset, read_log
+from .dataset import Dataset
+from .integrity import CHECKSUM_FIELD, plane_checksums
 from .ngff import create_image, image_scale
 
 LOG_NAME = "restored.jsonl"
 
 
-def _read_records(path: Path) -> dict[tuple[int, int, int], dict[str, Any]]:
-    log = path / LOG_NAME
-    out: dict[tuple[int, int, int], dict[str, Any]] = {}
-    if not log.is_file():
-        return out
-    for line in log.read_text(encoding="utf-8").splitlines():
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            break  # torn last line of a killed run
-        out[(rec["t"], rec["p"], rec["c"])] = rec
-    return out
-
-
 def restoration_records(path: str | Path) -> dict[tuple[int, int, int], dict[str, Any]]:
     """Latest restoration record per ``(t, p, c)``."""
-    return _read_records(Path(path))
+    return Dataset(path).restoration_records()
 
 
 def missing_restorations(path: str | Path) -> list[tuple[int, int, int]]:
-    """Raw volumes completed but not (yet) restored: skipped, failed, or never tried."""
-    records = _read_records(Path(path))
-    done = [(r["t"], r["p"], r["c"]) for r in read_log(path)]
-    return [k for k in done if records.get(k, {}).get("status") != "restored"]
+    """Complete raw volumes not (yet) restored: skipped, failed, never tried, or whose
+    restored chunks are gone."""
+    ds = Dataset(path)
+    done = set(ds.restored_keys())
+    return [k for k in ds.keys() if k not in done]
 
 
 RESTORED_TILES = "restored_tiles"
@@ -62,7 +50,7 @@ def _restored_tiles(root: zarr.Group) -> dict[int, Any]:
     for tile in tiles_meta["manifest"]:
         name = f"{tile['index']:04d}"
         if name in group:
-            arrays[tile["index"]] = group[f"{name}/0"]  # type: ignore[assignment]
+            arrays[tile["index"]] = _every_chunk(group[f"{name}/0"])
             continue
         raw_group: Any = root[f"tiles/{name}"]
         raw = raw_group["0"]
@@ -79,7 +67,14 @@ def _restored_tiles(root: zarr.Group) -> dict[int, Any]:
             chunks=[1, 1, *raw.shape[2:]],
             attrs={"rcanlive": {"tile": tile, "restored": True}},
         )
+        arrays[tile["index"]] = _every_chunk(arrays[tile["index"]])
     return arrays
+
+
+def _every_chunk(array: Any) -> zarr.Array:
+    """``array`` writing every chunk, even one equal to the fill value: a missing chunk
+    then always means damage, never "all zeros"."""
+    return cast("zarr.Array", array.with_config({"write_empty_chunks": True}))
 
 
 class RestoredWriter:
@@ -100,7 +95,7 @@ class RestoredWriter:
                 f"{self.path}: restored volumes are stored for live and tiling datasets only"
             )
         elif "restored" in root:
-            self.array = cast("zarr.Array", root["restored/0"])
+            self.array = _every_chunk(root["restored/0"])
         else:
             raw = cast("zarr.Array", root["raw/0"])
             scale = image_scale(cast("zarr.Group", root["raw"]))
@@ -113,6 +108,7 @@ class RestoredWriter:
                 scale=[scale[a] for a in "tczyx"],
                 chunks=[1, 1, 1, *raw.shape[3:]],
             )
+            self.array = _every_chunk(self.array)
         self._lock = threading.Lock()
         self._log = open(self.path / LOG_NAME, "a", encoding="utf-8")
 
@@ -125,12 +121,21 @@ class RestoredWriter:
     def write(self, key: tuple[int, int, int], data: np.ndarray, **info: Any) -> None:
         """Store a restored volume, then record it (latency, backend, ...)."""
         t, p, c = key
+        data32 = data.astype(np.float32, copy=False)
         if self.kind == "tile":
-            self.tiles[p][c] = data.astype(np.float32, copy=False)
+            self.tiles[p][c] = data32
         else:
-            self.array[t, c] = data.astype(np.float32, copy=False)
+            self.array[t, c] = data32
         self._append(
-            {"t": t, "p": p, "c": c, "status": "restored", "mean": float(data.mean()), **info}
+            {
+                "t": t,
+                "p": p,
+                "c": c,
+                "status": "restored",
+                "mean": float(data32.mean()),
+                CHECKSUM_FIELD: plane_checksums(data32),
+                **info,
+            }
         )
 
     def skip(self, key: tuple[int, int, int], reason: str, status: str = "skipped") -> None:
@@ -144,11 +149,8 @@ class RestoredWriter:
 
 
 def read_restored(ds: Dataset, t: int, c: int = 0) -> np.ndarray:
-    """A restored volume; ``KeyError`` if it was not restored."""
-    rec = _read_records(ds.path).get((t, 0, c))
-    if rec is None or rec.get("status") != "restored":
-        raise KeyError(f"volume t={t} c={c} of {ds.path} was not restored")
-    return np.asarray(ds.image("restored")[t, c])
+    """A restored volume, verified; ``KeyError`` if it was not restored (or is damaged)."""
+    return ds.volume(t, c, image="restored")
 
 
 def restored_array(path: str | Path, key: tuple[int, int, int]) -> zarr.Array:

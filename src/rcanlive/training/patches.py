@@ -148,10 +148,6 @@ class PatchSampler:
             )
         return low[best_box], high[best_box]
 
-    def is_background(self, patch: NDArray[np.float32], stats: ForegroundStats) -> bool:
-        """Whether ground-truth ``patch`` fails the rule for a volume with ``stats``."""
-        return float(patch.mean()) < self.rule.fraction * stats.mean
-
 
 def _random_box(
     volume_shape: tuple[int, ...], shape: tuple[int, int, int], rng: np.random.Generator
