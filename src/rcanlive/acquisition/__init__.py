@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from .assembler import VolumeAssembler
 from .plans import PlanError, PreparedPlan, prepare, serpentine, tile_positions
-from .runner import AcquisitionError, RunResult, run_plan
+from .runner import AcquisitionError, RunResult, RunStatus, run_plan
 
 __all__ = [
     "AcquisitionError",
     "PlanError",
     "PreparedPlan",
     "RunResult",
+    "RunStatus",
     "VolumeAssembler",
     "prepare",
     "run_plan",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,12 +40,20 @@ class AcquisitionError(RuntimeError):
         self.dataset = dataset
 
 
+class RunStatus(StrEnum):
+    """How a run ended (also the dataset's ``status`` attribute)."""
+
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+
+
 @dataclass
 class RunResult:
     """What a run produced."""
 
     dataset: Path
-    status: str
+    status: RunStatus
     frames: int
     volumes: int
     expected_frames: int
@@ -53,7 +62,7 @@ class RunResult:
 
     @property
     def frames_lost(self) -> int:
-        return self.expected_frames - self.frames if self.status == "completed" else 0
+        return self.expected_frames - self.frames if self.status is RunStatus.COMPLETED else 0
 
 
 def _stop_relay_threads() -> None:
@@ -129,7 +138,9 @@ def run_plan(
     for p in prepared.presets:
         rig.define_illumination(p.name, {p.line_nm: p.power_mw})
     w, h = plan.camera_roi_px
-    core.setROI((2048 - w) // 2, (2048 - h) // 2, w, h)
+    core.clearROI()  # the full sensor, to centre the ROI on it (sensors differ by rig)
+    sensor_w, sensor_h = core.getImageWidth(), core.getImageHeight()
+    core.setROI((sensor_w - w) // 2, (sensor_h - h) // 2, w, h)
     names = [p.name for p in prepared.presets]
     geometry = Geometry(
         planes=prepared.planes,
@@ -180,7 +191,7 @@ def run_plan(
         max_backlog=max(1, int(plan.storage.max_backlog_gb * 1e9 // frame_bytes)),
     )
     core.mda.set_engine(engine)
-    status, error = "completed", None
+    status, error = RunStatus.COMPLETED, None
     t0 = time.perf_counter()
     try:
         with lasers_guarded(core, rig.config, on_interrupt=core.mda.cancel):
@@ -192,7 +203,7 @@ def run_plan(
             if assembler.errors:
                 raise assembler.errors[0]
             if core.mda.status.finish_reason == FinishReason.CANCELED:
-                status = "cancelled"
+                status = RunStatus.CANCELLED
             elif assembler.frames != prepared.n_frames:
                 # e.g. the camera's acquisition thread died: the MDA ends quietly
                 raise RuntimeError(
@@ -200,10 +211,10 @@ def run_plan(
                     f"incomplete volumes (t, p, c): {assembler.incomplete or 'none'}"
                 )
     except KeyboardInterrupt:
-        status = "cancelled"
+        status = RunStatus.CANCELLED
         raise
     except Exception as exc:
-        status, error = "failed", exc
+        status, error = RunStatus.FAILED, exc
     finally:
         seconds = time.perf_counter() - t0
         summary: dict[str, Any] = {

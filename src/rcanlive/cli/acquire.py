@@ -169,7 +169,7 @@ def run_with_progress(
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-    from ..acquisition.runner import AcquisitionError, dataset_path, run_plan
+    from ..acquisition.runner import AcquisitionError, RunStatus, dataset_path, run_plan
     from ..microscope.rig import RigError, open_rig
 
     if dashboard:
@@ -248,7 +248,7 @@ def run_with_progress(
                 feed.close()
                 if report and path.exists():
                     _write_report(feed.model, path)
-    if result.status == "cancelled":
+    if result.status is RunStatus.CANCELLED:
         console.print(
             f"[yellow]cancelled[/]: lasers off; {result.volumes} complete volume(s) "
             f"({result.frames} frames) are in {result.dataset}",

@@ -294,12 +294,6 @@ class DatasetWriter:
             os.fsync(self._log.fileno())
             self.written.append(volume.key)
 
-    def add_image(self, name: str, **kwargs: Any) -> zarr.Array:
-        """Create another NGFF image in the dataset (e.g. ``restored``)."""
-        arr = create_image(self.root, name, **kwargs)
-        self._arrays[name] = arr
-        return arr
-
     def detach_lock(self) -> DatasetLock | None:
         """Hand the dataset's lock over to the caller, who must release it.
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field, ValidationError
 
 from rcanlive.config import ConfigError, FrozenModel
-from rcanlive.model import ModelConfig, PercentileNormalizer
+from rcanlive.model import PercentileNormalizer
 
 if TYPE_CHECKING:
     from rcanlive.model import LoadedModel
@@ -71,10 +71,6 @@ class ArtifactManifest(FrozenModel):
     def percentile_normalizer(self) -> PercentileNormalizer:
         """The normalisation as an object."""
         return PercentileNormalizer.from_dict(self.normalization)
-
-    def model_architecture(self) -> ModelConfig:
-        """The source model's architecture as a :class:`ModelConfig`."""
-        return ModelConfig.model_validate(self.architecture)
 
 
 def manifest_path(artifact: str | os.PathLike[str]) -> Path:

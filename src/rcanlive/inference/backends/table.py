@@ -12,6 +12,7 @@ backend's module only when used.
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -118,19 +119,24 @@ def _compiled_key(b: Build) -> dict[str, Any]:
     }
 
 
-def _compiled_build(b: Build, target: Path) -> Path:
-    from .compiled import build_aoti_package
+def _static_build(module: str, function: str) -> Callable[[Build, Path], Path]:
+    """A ``build`` for a static-shape artifact made by ``module.function`` (imported
+    when it is called): AOTInductor packages and TensorRT engines take the same arguments."""
 
-    assert b.tile_shape is not None
-    return build_aoti_package(
-        b.loaded,
-        target,
-        precision=b.precision,
-        device=b.device,
-        tile_shape=b.tile_shape,
-        batch_size=b.batch_size,
-        fingerprint=b.fingerprint,
-    )
+    def build(b: Build, target: Path) -> Path:
+        make = getattr(importlib.import_module(module, __package__), function)
+        assert b.tile_shape is not None
+        return make(  # type: ignore[no-any-return]
+            b.loaded,
+            target,
+            precision=b.precision,
+            device=b.device,
+            tile_shape=b.tile_shape,
+            batch_size=b.batch_size,
+            fingerprint=b.fingerprint,
+        )
+
+    return build
 
 
 def _compiled_open(path: Path, device: str) -> Backend:
@@ -213,21 +219,6 @@ def _tensorrt_key(b: Build) -> dict[str, Any]:
     return engine_key(b.fingerprint, b.precision, b.device, b.tile_shape, b.batch_size)
 
 
-def _tensorrt_build(b: Build, target: Path) -> Path:
-    from .tensorrt_engine import build_engine
-
-    assert b.tile_shape is not None
-    return build_engine(
-        b.loaded,
-        target,
-        precision=b.precision,
-        device=b.device,
-        tile_shape=b.tile_shape,
-        batch_size=b.batch_size,
-        fingerprint=b.fingerprint,
-    )
-
-
 def _tensorrt_open(path: Path, device: str) -> Backend:
     from .tensorrt_engine import TensorRTBackend
 
@@ -253,7 +244,7 @@ BACKENDS: dict[str, BackendEntry] = {
             suffix=".pt2",
             static_tile=True,
             cache_key=_compiled_key,
-            build=_compiled_build,
+            build=_static_build(".compiled", "build_aoti_package"),
             open_artifact=_compiled_open,
         ),
         BackendEntry(
@@ -273,7 +264,7 @@ BACKENDS: dict[str, BackendEntry] = {
             suffix=".engine",
             static_tile=True,
             cache_key=_tensorrt_key,
-            build=_tensorrt_build,
+            build=_static_build(".tensorrt_engine", "build_engine"),
             open_artifact=_tensorrt_open,
         ),
     )
