@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..log import logger
@@ -14,6 +15,19 @@ if TYPE_CHECKING:
     from useq import MDAEvent
 
 VolumeCallback = Callable[[Volume], None]
+VolumeMetadata = Callable[[dict[str, Any]], dict[str, Any]]
+"""Camera metadata of a volume's first frame → what its log record keeps (the rig's)."""
+
+
+@dataclass(slots=True)
+class _Partial:
+    """A volume whose planes are still arriving."""
+
+    event: MDAEvent
+    meta: dict[str, Any]
+    planes: list[np.ndarray | None]
+    z_um: list[float]
+    filled: int = 0
 
 
 class VolumeAssembler:
@@ -39,6 +53,7 @@ class VolumeAssembler:
         listeners: list[VolumeCallback] | None = None,
         on_frame: Callable[[int], None] | None = None,
         on_error: Callable[[BaseException], None] | None = None,
+        volume_metadata: VolumeMetadata | None = None,
     ) -> None:
         self.planes = planes
         self.channel_names = channel_names
@@ -46,12 +61,13 @@ class VolumeAssembler:
         self.listeners = list(listeners or [])
         self.on_frame = on_frame
         self.on_error = on_error
+        self.volume_metadata = volume_metadata
         self.frames = 0
         self.volumes = 0
         self.errors: list[BaseException] = []
         self.failed_volume: tuple[int, int, int] | None = None
         self.dropped: list[tuple[int, int, int]] = []
-        self._partial: dict[tuple[int, int, int], dict[str, Any]] = {}
+        self._partial: dict[tuple[int, int, int], _Partial] = {}
         self._lock = threading.Lock()
 
     def frameReady(self, img: np.ndarray, event: MDAEvent, meta: dict[str, Any]) -> None:
@@ -63,18 +79,14 @@ class VolumeAssembler:
             self.frames += 1
             entry = self._partial.get(key)
             if entry is None:
-                entry = self._partial[key] = {
-                    "planes": [None] * self.planes,
-                    "z_um": [0.0] * self.planes,
-                    "filled": 0,
-                    "event": event,
-                    "meta": meta,
-                }
+                entry = self._partial[key] = _Partial(
+                    event, meta, [None] * self.planes, [0.0] * self.planes
+                )
             # the frame itself, not a copy: MMCore hands each frame over as a new array
-            entry["planes"][z] = img
-            entry["z_um"][z] = float(event.z_pos or 0.0)
-            entry["filled"] += 1
-            done = entry["filled"] == self.planes
+            entry.planes[z] = img
+            entry.z_um[z] = float(event.z_pos or 0.0)
+            entry.filled += 1
+            done = entry.filled == self.planes
             if done:
                 del self._partial[key]
         if self.on_frame is not None:
@@ -82,22 +94,18 @@ class VolumeAssembler:
         if done:
             self._emit(key, entry)
 
-    def _emit(self, key: tuple[int, int, int], entry: dict[str, Any]) -> None:
-        event: MDAEvent = entry["event"]
-        cam = entry["meta"].get("camera_metadata", {}) or {}
-        extra: dict[str, Any] = {}
-        if "sim_intensity_w_cm2" in cam:
-            extra["sim_intensity_w_cm2"] = float(cam["sim_intensity_w_cm2"])
-        if "sim_stage_true_um" in cam:
-            extra["sim_stage_true_um"] = [float(v) for v in cam["sim_stage_true_um"].split(",")]
-        runner_t = entry["meta"].get("runner_time_ms")
+    def _emit(self, key: tuple[int, int, int], entry: _Partial) -> None:
+        event = entry.event
+        cam = entry.meta.get("camera_metadata", {}) or {}
+        extra = self.volume_metadata(cam) if self.volume_metadata is not None else {}
+        runner_t = entry.meta.get("runner_time_ms")
         vol = Volume(
-            planes=tuple(entry["planes"]),
+            planes=tuple(entry.planes),  # type: ignore[arg-type]  # (all filled by now)
             t=key[0],
             p=key[1],
             c=key[2],
             channel=self.channel_names[key[2]] if key[2] < len(self.channel_names) else str(key[2]),
-            z_um=tuple(entry["z_um"]),
+            z_um=tuple(entry.z_um),
             xy_um=(float(event.x_pos or 0.0), float(event.y_pos or 0.0)),
             elapsed_s=float(runner_t) / 1e3 if runner_t is not None else 0.0,
             meta=extra,

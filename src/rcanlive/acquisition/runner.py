@@ -182,6 +182,7 @@ def run_plan(
         listeners=listeners,
         on_frame=on_frame,
         on_error=storage_failed,
+        volume_metadata=rig.volume_metadata,
     )
     frame_bytes = w * h * 2
     engine = ISIMEngine(

@@ -6,7 +6,7 @@ import gc
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..config.rig import RigConfig, load_rig
 from ..log import logger
@@ -64,6 +64,15 @@ class Rig:
             )
         self.presets[name] = dict(powers_mw)
         return name
+
+    def volume_metadata(self, camera_metadata: dict[str, Any]) -> dict[str, Any]:
+        """What a volume's record keeps of its camera's metadata (a simulated camera
+        reports the truth behind the image; a real one nothing rcanlive needs)."""
+        if self.world is None:
+            return {}
+        from ..simulation.devices import volume_metadata
+
+        return volume_metadata(camera_metadata)
 
     def make_safe(self) -> None:
         """AOTF to 0 and blanking closed (verified)."""

@@ -348,3 +348,16 @@ class SimXYStage(_WorldDevice, XYStageDevice):
 
     def stop(self) -> None:
         pass
+
+
+def volume_metadata(camera_metadata: dict[str, Any]) -> dict[str, Any]:
+    """What a volume's log record keeps of the simulated camera's metadata: the
+    intensity at the sample and the stage's true position (for checks against truth)."""
+    out: dict[str, Any] = {}
+    if "sim_intensity_w_cm2" in camera_metadata:
+        out["sim_intensity_w_cm2"] = float(camera_metadata["sim_intensity_w_cm2"])
+    if "sim_stage_true_um" in camera_metadata:
+        out["sim_stage_true_um"] = [
+            float(v) for v in str(camera_metadata["sim_stage_true_um"]).split(",")
+        ]
+    return out
