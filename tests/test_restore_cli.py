@@ -213,3 +213,17 @@ def test_restore_into_a_path_under_a_file_is_a_clear_error(tmp_path, tiny_checkp
     out = src / "sub" / "out.tif"
     assert main(["restore", str(src), str(out), "-m", str(tiny_checkpoint)]) == 2
     assert "is a file, not a folder" in " ".join(capsys.readouterr().err.split())
+
+
+def test_a_2d_tiff_comes_back_2d(tmp_path, tiny_checkpoint):
+    import tifffile
+
+    from rcanlive.cli import main
+
+    src = tmp_path / "plane.tif"
+    tifffile.imwrite(src, np.random.default_rng(1).integers(100, 300, (24, 24)).astype(np.uint16))
+    out = tmp_path / "out.tif"
+    args = ["restore", str(src), str(out), "-m", str(tiny_checkpoint), "-b", "eager"]
+    assert main([*args, "-p", "fp32"]) == 0
+    restored = tifffile.imread(out)
+    assert restored.shape == (24, 24) and restored.dtype == np.float32

@@ -22,8 +22,6 @@ from .options import (
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    import numpy as np
-
     from ..inference import Backend, BackendRecipe
 
 
@@ -128,34 +126,6 @@ def _tiff_jobs(source: Path, out: Path | None) -> list[tuple[Path, Path]]:
     return jobs
 
 
-def _read_tiff(path: Path) -> tuple[np.ndarray, str]:
-    """A TIFF as ``(..., Z, Y, X)`` and the axes string to write it back with."""
-    import numpy as np
-    import tifffile
-
-    try:
-        with tifffile.TiffFile(path) as tif:
-            series = tif.series[0]
-            data = series.asarray()
-            axes = str(series.axes)
-    except (tifffile.TiffFileError, OSError, ValueError) as exc:
-        raise UserError(f"cannot read {path}: {exc}") from None
-    if data.ndim < 2 or len(axes) != data.ndim:
-        raise UserError(f"{path}: expected an image stack, got shape {data.shape}")
-    if axes.endswith("S") or not axes.endswith("YX"):
-        raise UserError(
-            f"{path}: axes {axes!r} do not end in Y, X (RGB or unusual layout); save "
-            "one channel as a Z, Y, X stack"
-        )
-    if data.ndim == 2:
-        return data[None], "ZYX"
-    if "Z" in axes[:-2] and axes[-3] != "Z":
-        z = axes.index("Z")
-        data = np.moveaxis(data, z, -3)
-        axes = axes[:z] + axes[z + 1 : -2] + "ZYX"
-    return data, axes
-
-
 def _restore_tiffs(
     jobs: list[tuple[Path, Path]],
     make_backend: Callable[[tuple[int, ...]], Backend],
@@ -166,8 +136,6 @@ def _restore_tiffs(
     output: str,
     overwrite: bool,
 ) -> None:
-    import numpy as np
-    import tifffile
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -177,13 +145,17 @@ def _restore_tiffs(
         TimeRemainingColumn,
     )
 
-    from ..inference import BackendError, predict_volume
+    from ..inference import BackendError
+    from ..inference.stacks import StackError, read_stack, restore_stack, write_stack
 
     for _, target in jobs:
         if target.exists() and not overwrite:
             raise UserError(f"{target} exists; pass --overwrite to replace it")
-    first, axes = _read_tiff(jobs[0][0])
-    backend = make_backend(first.shape[-3:])
+    try:
+        first = read_stack(jobs[0][0])
+    except StackError as exc:
+        raise UserError(str(exc)) from None
+    backend = make_backend(first.data.shape[-3:])
     console.print(
         f"restoring {len(jobs)} file(s) with {backend.name} {backend.precision} on "
         f"{backend.device}",
@@ -200,40 +172,28 @@ def _restore_tiffs(
     try:
         with Progress(*columns, console=console) as bar:
             for number, (source, target) in enumerate(jobs):
-                data, axes = (first, axes) if number == 0 else _read_tiff(source)
-                stack = data.reshape(-1, *data.shape[-3:])
-                restored = np.empty(stack.shape, dtype=np.float32)
                 task = bar.add_task(source.name, total=None)
 
-                for v, volume in enumerate(stack):
+                def update(done: int, total: int, task: Any = task) -> None:
+                    bar.update(task, completed=done, total=total)
 
-                    def update(
-                        done: int, total: int, v: int = v, task: Any = task, n: int = len(stack)
-                    ) -> None:
-                        bar.update(task, completed=v * total + done, total=n * total)
-
-                    try:
-                        restored[v] = predict_volume(
-                            volume,
-                            backend,
-                            tile_shape=None if backend.tile_shape else tile,
-                            overlap=overlap,
-                            batch_size=batch_size,
-                            progress=update,
-                            output=output,  # type: ignore[arg-type]
-                        )
-                    except ValueError as exc:
-                        raise UserError(f"{source}: volume {v}: {exc}") from None
-                    except BackendError as exc:
-                        raise UserError(f"{source}: {exc}") from None
-                target.parent.mkdir(parents=True, exist_ok=True)
-                # minisblack: a stack of 3 or 4 planes must not be stored as RGB.
-                tifffile.imwrite(
-                    target,
-                    restored.reshape(data.shape),
-                    photometric="minisblack",
-                    metadata={"axes": axes},
-                )
+                try:
+                    stack = first if number == 0 else read_stack(source)
+                except StackError as exc:
+                    raise UserError(str(exc)) from None
+                try:
+                    restored = restore_stack(
+                        stack,
+                        backend,
+                        tile_shape=tile,
+                        overlap=overlap,
+                        batch_size=batch_size,
+                        output=output,  # type: ignore[arg-type]
+                        progress=update,
+                    )
+                except (StackError, BackendError) as exc:
+                    raise UserError(f"{source}: {exc}") from None
+                write_stack(target, restored, stack)
     finally:
         backend.close()
     console.print(f"wrote {len(jobs)} restored file(s) (float32)", highlight=False)
