@@ -133,15 +133,52 @@ def run_plan(
     KeyboardInterrupt
         Re-raised after a clean, safe stop (dataset status ``cancelled``).
     """
-    core, plan = rig.core, prepared.plan
     path = dataset_path(prepared, out)
+    writer = _open_dataset(rig, prepared, path, overwrite, writer_hook)
+    assembler, engine = _pipeline(rig, prepared, writer, listeners, on_frame)
+    status, error = RunStatus.COMPLETED, None
+    t0 = time.perf_counter()
+    try:
+        status = _acquire(rig, prepared, assembler)
+    except KeyboardInterrupt:
+        status = RunStatus.CANCELLED
+        raise
+    except Exception as exc:
+        status, error = RunStatus.FAILED, exc
+    finally:
+        seconds = time.perf_counter() - t0
+        summary = _summary(prepared, assembler, engine, seconds, error)
+        finish_error = _finish(writer, status, summary)
+        logger.info("acquisition %s: %s", status, summary)
+    if error is not None or finish_error is not None:
+        message = _failure_message(error, finish_error, assembler, engine, rig, prepared)
+        raise AcquisitionError(message, path) from (error or finish_error)
+    return RunResult(
+        path,
+        status,
+        assembler.frames,
+        assembler.volumes,
+        prepared.n_frames,
+        seconds,
+        assembler.incomplete,
+    )
+
+
+def _open_dataset(
+    rig: Rig,
+    prepared: PreparedPlan,
+    path: Path,
+    overwrite: bool,
+    writer_hook: Callable[[DatasetWriter], None] | None,
+) -> DatasetWriter:
+    """Presets and the camera ROI on the rig, then the new dataset (locked) for them."""
+    core, plan = rig.core, prepared.plan
     for p in prepared.presets:
         rig.define_illumination(p.name, {p.line_nm: p.power_mw})
     w, h = plan.camera_roi_px
     core.clearROI()  # the full sensor, to centre the ROI on it (sensors differ by rig)
     sensor_w, sensor_h = core.getImageWidth(), core.getImageHeight()
     core.setROI((sensor_w - w) // 2, (sensor_h - h) // 2, w, h)
-    names = [p.name for p in prepared.presets]
     geometry = Geometry(
         planes=prepared.planes,
         height=h,
@@ -152,7 +189,7 @@ def run_plan(
         n_p=prepared.n_p,
         n_c=prepared.n_c,
         interval_s=getattr(plan, "interval_s", 1.0),
-        channels=tuple(names),
+        channels=tuple(p.name for p in prepared.presets),
     )
     writer = DatasetWriter(
         path,
@@ -170,6 +207,19 @@ def run_plan(
         except BaseException:
             _finish(writer, "failed", {"error": "the writer hook failed before acquiring"})
             raise
+    return writer
+
+
+def _pipeline(
+    rig: Rig,
+    prepared: PreparedPlan,
+    writer: DatasetWriter,
+    listeners: list[Callable[[Volume], None]] | None,
+    on_frame: Callable[[int], None] | None,
+) -> tuple[VolumeAssembler, ISIMEngine]:
+    """Frames → volumes → the raw store first, then the listeners; the engine that
+    throttles the camera when frames wait too long for the store."""
+    core, plan = rig.core, prepared.plan
 
     def storage_failed(exc: BaseException) -> None:  # on the relay thread
         logger.error("storage failed (%s): cancelling the acquisition", exc)
@@ -177,96 +227,97 @@ def run_plan(
 
     assembler = VolumeAssembler(
         prepared.planes,
-        names,
+        [p.name for p in prepared.presets],
         sink=writer.write,
         listeners=listeners,
         on_frame=on_frame,
         on_error=storage_failed,
         volume_metadata=rig.volume_metadata,
     )
-    frame_bytes = w * h * 2
+    w, h = plan.camera_roi_px
     engine = ISIMEngine(
         core,
         rig.config,
         consumed=lambda: assembler.frames,
-        max_backlog=max(1, int(plan.storage.max_backlog_gb * 1e9 // frame_bytes)),
+        max_backlog=max(1, int(plan.storage.max_backlog_gb * 1e9 // (w * h * 2))),
     )
     core.mda.set_engine(engine)
-    status, error = RunStatus.COMPLETED, None
-    t0 = time.perf_counter()
-    try:
-        with lasers_guarded(core, rig.config, on_interrupt=core.mda.cancel):
-            try:
-                core.mda.run(prepared.sequence, output=[assembler])  # type: ignore[list-item]
-            except KeyboardInterrupt:
-                _stop_relay_threads()
-                raise
-            if assembler.errors:
-                raise assembler.errors[0]
-            if core.mda.status.finish_reason == FinishReason.CANCELED:
-                status = RunStatus.CANCELLED
-            elif assembler.frames != prepared.n_frames:
-                # e.g. the camera's acquisition thread died: the MDA ends quietly
-                raise RuntimeError(
-                    f"the camera delivered {assembler.frames} of {prepared.n_frames} frames; "
-                    f"incomplete volumes (t, p, c): {assembler.incomplete or 'none'}"
-                )
-    except KeyboardInterrupt:
-        status = RunStatus.CANCELLED
-        raise
-    except Exception as exc:
-        status, error = RunStatus.FAILED, exc
-    finally:
-        seconds = time.perf_counter() - t0
-        summary: dict[str, Any] = {
-            "frames": assembler.frames,
-            "volumes": assembler.volumes,
-            "expected_frames": prepared.n_frames,
-            "seconds": round(seconds, 3),
-            "incomplete_volumes": [list(k) for k in assembler.incomplete],
-            "writer_wait_s": round(engine.throttled_s, 3),
-        }
-        if error is not None:
-            summary["error"] = f"{type(error).__name__}: {error}"
-        if assembler.failed_volume is not None:
-            summary["failed_volume"] = list(assembler.failed_volume)
-        finish_error = _finish(writer, status, summary)
-        logger.info(
-            "acquisition %s: %d frames, %d volumes in %.1f s",
-            status,
-            assembler.frames,
-            assembler.volumes,
-            seconds,
-        )
-    if error is None and finish_error is not None:
-        message = (
+    return assembler, engine
+
+
+def _acquire(rig: Rig, prepared: PreparedPlan, assembler: VolumeAssembler) -> RunStatus:
+    """Run the MDA with the lasers guarded; completed or cancelled, else raise."""
+    core = rig.core
+    with lasers_guarded(core, rig.config, on_interrupt=core.mda.cancel):
+        try:
+            core.mda.run(prepared.sequence, output=[assembler])  # type: ignore[list-item]
+        except KeyboardInterrupt:
+            _stop_relay_threads()
+            raise
+        if assembler.errors:
+            raise assembler.errors[0]
+        if core.mda.status.finish_reason == FinishReason.CANCELED:
+            return RunStatus.CANCELLED
+        if assembler.frames != prepared.n_frames:
+            # e.g. the camera's acquisition thread died: the MDA ends quietly
+            raise RuntimeError(
+                f"the camera delivered {assembler.frames} of {prepared.n_frames} frames; "
+                f"incomplete volumes (t, p, c): {assembler.incomplete or 'none'}"
+            )
+    return RunStatus.COMPLETED
+
+
+def _summary(
+    prepared: PreparedPlan,
+    assembler: VolumeAssembler,
+    engine: ISIMEngine,
+    seconds: float,
+    error: BaseException | None,
+) -> dict[str, Any]:
+    """The run's summary, as recorded in the dataset's root attributes."""
+    summary: dict[str, Any] = {
+        "frames": assembler.frames,
+        "volumes": assembler.volumes,
+        "expected_frames": prepared.n_frames,
+        "seconds": round(seconds, 3),
+        "incomplete_volumes": [list(k) for k in assembler.incomplete],
+        "writer_wait_s": round(engine.throttled_s, 3),
+    }
+    if error is not None:
+        summary["error"] = f"{type(error).__name__}: {error}"
+    if assembler.failed_volume is not None:
+        summary["failed_volume"] = list(assembler.failed_volume)
+    return summary
+
+
+def _failure_message(
+    error: BaseException | None,
+    finish_error: BaseException | None,
+    assembler: VolumeAssembler,
+    engine: ISIMEngine,
+    rig: Rig,
+    prepared: PreparedPlan,
+) -> str:
+    """What went wrong, what was done about it, and what the user can do."""
+    if error is None:
+        return (
             f"the acquisition ended ({assembler.volumes} volumes) but its final status could "
             f"not be recorded in the dataset: {type(finish_error).__name__}: {finish_error}"
         )
-        raise AcquisitionError(message, path) from finish_error
-    if error is not None:
-        if assembler.errors and error is assembler.errors[0]:
-            message = _storage_message(error, assembler, rig)
-        else:
-            message = f"acquisition failed: {type(error).__name__}: {error}"
-        if finish_error is not None:
-            message += (
-                f"\n  the dataset's final status could not be recorded either "
-                f"({type(finish_error).__name__}: {finish_error})"
-            )
-        if engine.throttled_s > 0:
-            message += (
-                f"\n  storage could not keep up: frames waited {engine.throttled_s:.1f} s for "
-                f"the writer with {plan.storage.max_backlog_gb:g} GB of frames in RAM; lower the "
-                "frame rate or the ROI, raise storage.max_backlog_gb, or write to a faster disk"
-            )
-        raise AcquisitionError(message, path) from error
-    return RunResult(
-        path,
-        status,
-        assembler.frames,
-        assembler.volumes,
-        prepared.n_frames,
-        seconds,
-        assembler.incomplete,
-    )
+    if assembler.errors and error is assembler.errors[0]:
+        message = _storage_message(error, assembler, rig)
+    else:
+        message = f"acquisition failed: {type(error).__name__}: {error}"
+    if finish_error is not None:
+        message += (
+            f"\n  the dataset's final status could not be recorded either "
+            f"({type(finish_error).__name__}: {finish_error})"
+        )
+    if engine.throttled_s > 0:
+        message += (
+            f"\n  storage could not keep up: frames waited {engine.throttled_s:.1f} s for "
+            f"the writer with {prepared.plan.storage.max_backlog_gb:g} GB of frames in RAM; "
+            "lower the frame rate or the ROI, raise storage.max_backlog_gb, or write to a "
+            "faster disk"
+        )
+    return message

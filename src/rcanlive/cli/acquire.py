@@ -167,9 +167,7 @@ def run_with_progress(
     plan on a worker thread; closing the window cancels the run cleanly (lasers off).
     ``report``: write ``DATASET/report.html`` (bleaching, SNR) at the end.
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
-    from ..acquisition.runner import AcquisitionError, RunStatus, dataset_path, run_plan
+    from ..acquisition.runner import AcquisitionError, dataset_path
     from ..microscope.rig import RigError, open_rig
 
     if dashboard:
@@ -178,14 +176,7 @@ def run_with_progress(
         require_qt()  # before anything moves
     _plan, rig_config, prepared = load_and_prepare(kind, config, simulate, out, realtime)
     path = dataset_path(prepared)
-    from ..storage.errors import DatasetLocked
-    from ..storage.lock import locked_by
-
-    holder = locked_by(path)
-    if holder is not None:
-        raise UserError(str(DatasetLocked(path, *holder)))
-    if path.exists() and not overwrite:
-        raise UserError(f"{path} already exists; pass --overwrite or change storage.name")
+    _check_output(path, overwrite)
     console.print(prepared.describe(), highlight=False)
     live = _live_restoration(prepared, restore)
     try:
@@ -195,6 +186,44 @@ def run_with_progress(
             live.finish()
         raise UserError(str(exc)) from None
     feed = _dashboard_feed(rig_config, path, live) if (dashboard or report) else None
+    try:
+        result = _acquire_with_progress(rig, prepared, overwrite, live, feed, dashboard)
+    except AcquisitionError as exc:
+        console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(1) from None
+    finally:
+        rig.close()
+        if live is not None:
+            _print_restoration(live.finish())
+        if feed is not None:
+            feed.close()
+            if report and path.exists():
+                _write_report(feed.model, path)
+    _print_result(result)
+    return result
+
+
+def _check_output(path: Path, overwrite: bool) -> None:
+    """Refuse a dataset another process is writing, or one that exists (unless overwrite)."""
+    from ..storage.errors import DatasetLocked
+    from ..storage.lock import locked_by
+
+    holder = locked_by(path)
+    if holder is not None:
+        raise UserError(str(DatasetLocked(path, *holder)))
+    if path.exists() and not overwrite:
+        raise UserError(f"{path} already exists; pass --overwrite or change storage.name")
+
+
+def _acquire_with_progress(
+    rig: Any, prepared: PreparedPlan, overwrite: bool, live: Any, feed: Any, dashboard: bool
+) -> RunResult:
+    """Run the plan with progress rows (frames, volumes, restored) and, if asked, the
+    dashboard; restoration and the dashboard are fed by listeners."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from ..acquisition.runner import run_plan
+
     columns = (
         "[progress.description]{task.description}",
         BarColumn(),
@@ -228,26 +257,19 @@ def run_with_progress(
                 writer_hook=live.attach if live is not None else None,
             )
 
-        try:
-            if dashboard and feed is not None:
-                from ..dashboard.app import Session, headless
+        if not (dashboard and feed is not None):
+            return acquire()
+        from ..dashboard.app import Session, headless
 
-                # nobody can close an offscreen window: it closes when the run ends
-                session = Session(feed.model, acquire, rig.core.mda.cancel, not headless())
-                result = session.exec()
-            else:
-                result = acquire()
-        except AcquisitionError as exc:
-            console.print(f"[bold red]acquisition failed[/]: {exc}", highlight=False)
-            raise typer.Exit(1) from None
-        finally:
-            rig.close()
-            if live is not None:
-                _print_restoration(live.finish())
-            if feed is not None:
-                feed.close()
-                if report and path.exists():
-                    _write_report(feed.model, path)
+        # nobody can close an offscreen window: it closes when the run ends
+        session = Session(feed.model, acquire, rig.core.mda.cancel, not headless())
+        return session.exec()  # type: ignore[no-any-return]
+
+
+def _print_result(result: RunResult) -> None:
+    """Done, or cancelled (exit 130) with what is safe on disk."""
+    from ..acquisition.runner import RunStatus
+
     if result.status is RunStatus.CANCELLED:
         console.print(
             f"[yellow]cancelled[/]: lasers off; {result.volumes} complete volume(s) "
@@ -260,7 +282,6 @@ def run_with_progress(
         f"{result.volumes} volumes in {result.seconds:.1f} s → {result.dataset}",
         highlight=False,
     )
-    return result
 
 
 def _restoration_progress(bar: Any, total: int) -> Any:
