@@ -183,56 +183,7 @@ class DatasetWriter:
                 }
             },
         )
-        zyx_scale = [g.z_step_um, g.pixel_size_um, g.pixel_size_um]
-        plane_chunks = [1, g.height, g.width]
-        self._arrays: dict[str, zarr.Array] = {}
-        if kind == "live":
-            self._arrays["raw"] = create_image(
-                self.root,
-                "raw",
-                axes="tczyx",
-                shape=(g.n_t, g.n_c, g.planes, g.height, g.width),
-                dtype="uint16",
-                scale=[g.interval_s or 1.0, 1.0, *zyx_scale],
-                chunks=[1, 1, *plane_chunks],
-                compression=compression,
-            )
-        elif kind == "pairs":
-            pairs = self.root.create_group("pairs")
-            for name in ("low", "high"):
-                self._arrays[name] = create_image(
-                    pairs,
-                    name,
-                    axes="tczyx",
-                    shape=(g.n_t * g.n_p, 1, g.planes, g.height, g.width),
-                    dtype="uint16",
-                    scale=[1.0, 1.0, *zyx_scale],
-                    chunks=[1, 1, *plane_chunks],
-                    compression=compression,
-                )
-        elif kind == "tile":
-            if tiles is None:
-                raise ValueError("a tiling dataset needs its tile manifest")
-            group = self.root.create_group("tiles", attributes={"rcanlive": {"manifest": tiles}})
-            for tile in tiles:
-                name = f"{tile['index']:04d}"
-                z0 = -(g.planes - 1) / 2 * g.z_step_um
-                x0 = tile["x_um"] - g.width / 2 * g.pixel_size_um
-                y0 = tile["y_um"] - g.height / 2 * g.pixel_size_um
-                self._arrays[name] = create_image(
-                    group,
-                    name,
-                    axes="czyx",
-                    shape=(g.n_c, g.planes, g.height, g.width),
-                    dtype="uint16",
-                    scale=[1.0, *zyx_scale],
-                    translation=[0.0, z0, y0, x0],
-                    chunks=[1, *plane_chunks],
-                    compression=compression,
-                    attrs={"rcanlive": {"tile": tile}},
-                )
-        else:  # pragma: no cover - guarded by the Literal
-            raise ValueError(f"unknown dataset kind {kind!r}")
+        self._arrays: dict[str, zarr.Array] = _create_images(self.root, kind, g, compression, tiles)
         self._log = open(self.path / LOG_NAME, "a", encoding="utf-8")
         self._stores: dict[str, ts.TensorStore] = {}
 
@@ -751,3 +702,65 @@ def open_dataset(path: str | Path) -> Dataset:
     """Open an rcanlive dataset for reading (damage is reported as
     :class:`~.errors.IntegrityWarning`; see :class:`Dataset`)."""
     return Dataset(path)
+
+
+def _create_images(
+    root: zarr.Group,
+    kind: Kind,
+    g: Geometry,
+    compression: str,
+    tiles: list[dict[str, Any]] | None,
+) -> dict[str, zarr.Array]:
+    """The raw NGFF images of a new dataset of ``kind``, by name."""
+    zyx_scale = [g.z_step_um, g.pixel_size_um, g.pixel_size_um]
+    if kind == "live":
+        raw = create_image(
+            root,
+            "raw",
+            axes="tczyx",
+            shape=(g.n_t, g.n_c, g.planes, g.height, g.width),
+            scale=[g.interval_s or 1.0, 1.0, *zyx_scale],
+            chunks=[1, 1, 1, g.height, g.width],
+            dtype="uint16",
+            compression=compression,
+        )
+        return {"raw": raw}
+    if kind == "pairs":
+        pairs = root.create_group("pairs")
+        return {
+            name: create_image(
+                pairs,
+                name,
+                axes="tczyx",
+                shape=(g.n_t * g.n_p, 1, g.planes, g.height, g.width),
+                scale=[1.0, 1.0, *zyx_scale],
+                chunks=[1, 1, 1, g.height, g.width],
+                dtype="uint16",
+                compression=compression,
+            )
+            for name in ("low", "high")
+        }
+    if kind != "tile":  # pragma: no cover - guarded by the Literal
+        raise ValueError(f"unknown dataset kind {kind!r}")
+    if tiles is None:
+        raise ValueError("a tiling dataset needs its tile manifest")
+    group = root.create_group("tiles", attributes={"rcanlive": {"manifest": tiles}})
+    arrays = {}
+    for tile in tiles:
+        # each tile sits at its stage position: its centre is the commanded x, y
+        x0 = tile["x_um"] - g.width / 2 * g.pixel_size_um
+        y0 = tile["y_um"] - g.height / 2 * g.pixel_size_um
+        z0 = -(g.planes - 1) / 2 * g.z_step_um
+        arrays[f"{tile['index']:04d}"] = create_image(
+            group,
+            f"{tile['index']:04d}",
+            axes="czyx",
+            shape=(g.n_c, g.planes, g.height, g.width),
+            scale=[1.0, *zyx_scale],
+            translation=[0.0, z0, y0, x0],
+            chunks=[1, 1, g.height, g.width],
+            attrs={"rcanlive": {"tile": tile}},
+            dtype="uint16",
+            compression=compression,
+        )
+    return arrays
