@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from ..inference import Backend, BackendRecipe
+    from ..inference.stacks import Stack
 
 
 class OutputChoice(StrEnum):
@@ -126,6 +127,16 @@ def _tiff_jobs(source: Path, out: Path | None) -> list[tuple[Path, Path]]:
     return jobs
 
 
+def _read(path: Path) -> Stack:
+    """A TIFF stack, or a one-line user error saying why it cannot be restored."""
+    from ..inference.stacks import StackError, read_stack
+
+    try:
+        return read_stack(path)
+    except StackError as exc:
+        raise UserError(str(exc)) from None
+
+
 def _restore_tiffs(
     jobs: list[tuple[Path, Path]],
     make_backend: Callable[[tuple[int, ...]], Backend],
@@ -146,15 +157,12 @@ def _restore_tiffs(
     )
 
     from ..inference import BackendError
-    from ..inference.stacks import StackError, read_stack, restore_stack, write_stack
+    from ..inference.stacks import StackError, restore_stack, write_stack
 
     for _, target in jobs:
         if target.exists() and not overwrite:
             raise UserError(f"{target} exists; pass --overwrite to replace it")
-    try:
-        first = read_stack(jobs[0][0])
-    except StackError as exc:
-        raise UserError(str(exc)) from None
+    first = _read(jobs[0][0])
     backend = make_backend(first.data.shape[-3:])
     console.print(
         f"restoring {len(jobs)} file(s) with {backend.name} {backend.precision} on "
@@ -172,15 +180,12 @@ def _restore_tiffs(
     try:
         with Progress(*columns, console=console) as bar:
             for number, (source, target) in enumerate(jobs):
+                stack = first if number == 0 else _read(source)
                 task = bar.add_task(source.name, total=None)
 
                 def update(done: int, total: int, task: Any = task) -> None:
                     bar.update(task, completed=done, total=total)
 
-                try:
-                    stack = first if number == 0 else read_stack(source)
-                except StackError as exc:
-                    raise UserError(str(exc)) from None
                 try:
                     restored = restore_stack(
                         stack,
@@ -258,6 +263,7 @@ def restore_dataset(
         "Example: rcanlive restore data/gel.ome.zarr --only-missing --scheduler local"
     ),
 )
+# (long by its Typer option declarations; the work is in the functions it calls)
 def restore_command(
     source: Annotated[
         Path, typer.Argument(metavar="IN", help="TIFF file, folder of TIFFs, or .zarr dataset.")

@@ -256,6 +256,7 @@ def smaller_tiling(
     return tuple(shrunk), 1  # type: ignore[return-value]
 
 
+# (long by its numpy-style docstring and the out-of-memory retry loop, one algorithm)
 def predict_volume(
     volume: ArrayLike,
     backend: Backend,

@@ -100,6 +100,7 @@ def _as_path(model: object) -> Path | None:
     return Path(model) if isinstance(model, (str, os.PathLike)) else None
 
 
+# (long only by its numpy-style docstring: the body is the table lookup and the cache)
 def create_backend(
     name: BackendName | str = "auto",
     model: LoadedModel | str | os.PathLike[str] | None = None,
