@@ -11,11 +11,11 @@ queued to the GUI thread by Qt.
 from __future__ import annotations
 
 import os
-import signal
 import sys
 import threading
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from ..interrupts import two_stage_interrupt
 from ..log import logger
 
 if TYPE_CHECKING:
@@ -172,38 +172,31 @@ class Session(Generic[T]):
         from qtpy import QtCore
 
         app = application()
-        presses = {"n": 0}
 
-        def _on_signal(signum: int, frame: object) -> None:
-            presses["n"] += 1
-            if presses["n"] == 1 and self.running:
+        def first(signum: int) -> None:
+            if self.running:
                 self.cancel()
             else:
                 self.window.close()
 
-        previous = {}
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                previous[sig] = signal.signal(sig, _on_signal)
         # Python runs signal handlers only between bytecodes: wake it regularly
         wake = QtCore.QTimer()
         wake.timeout.connect(lambda: None)
         wake.start(200)
         try:
-            self.start()
-            app.exec()
-            if self.running:  # the window is gone: nothing watches the run any more
-                self.cancel()
-                # a cancel that came before the work got going (e.g. the MDA had not
-                # started) is lost: repeat it until the work ends
-                while self.running:
-                    self._thread.join(0.2)
-                    if self.running:
-                        self.cancel_work()
+            with two_stage_interrupt(first, lambda signum: self.window.close()):
+                self.start()
+                app.exec()
+                if self.running:  # the window is gone: nothing watches the run any more
+                    self.cancel()
+                    # a cancel that came before the work got going (e.g. the MDA had not
+                    # started) is lost: repeat it until the work ends
+                    while self.running:
+                        self._thread.join(0.2)
+                        if self.running:
+                            self.cancel_work()
         finally:
             wake.stop()
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)  # type: ignore[arg-type]
         return self.result()
 
 

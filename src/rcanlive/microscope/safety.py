@@ -8,15 +8,13 @@ block so that it runs on normal exit, exceptions, ``KeyboardInterrupt`` and SIGT
 from __future__ import annotations
 
 import contextlib
-import signal
-import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from ..interrupts import two_stage_interrupt
 from ..log import logger
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
-    from types import FrameType
 
     from pymmcore_plus import CMMCorePlus
 
@@ -67,26 +65,17 @@ def lasers_guarded(
     event and tears down cleanly); a second one, or any signal when no
     ``on_interrupt`` is given, raises ``KeyboardInterrupt`` at once.
     """
-    # the handlers signal.signal returns (typeshed's _HANDLER), to restore on the way out
-    previous: dict[signal.Signals, Callable[[int, FrameType | None], Any] | int | None] = {}
-    if threading.current_thread() is threading.main_thread():
-        asked = {"n": 0}
 
-        def _handler(signum: int, frame: object) -> None:
-            asked["n"] += 1
-            if on_interrupt is not None and asked["n"] == 1:
-                logger.warning("signal %d: stopping the acquisition cleanly", signum)
-                on_interrupt()
-                return
-            raise KeyboardInterrupt(f"signal {signum}")
+    def cancel(signum: int) -> None:
+        logger.warning("signal %d: stopping the acquisition cleanly", signum)
+        assert on_interrupt is not None
+        on_interrupt()
 
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            previous[sig] = signal.signal(sig, _handler)
-    try:
-        yield
-    finally:
+    def interrupt(signum: int) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    with two_stage_interrupt(cancel if on_interrupt is not None else None, interrupt):
         try:
-            make_safe(core, rig)
+            yield
         finally:
-            for signum, handler in previous.items():
-                signal.signal(signum, handler)
+            make_safe(core, rig)
