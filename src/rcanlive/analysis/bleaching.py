@@ -168,38 +168,15 @@ def fit_bleaching(
     if n.size < (4 if offset else 3):
         return None
     n0 = n - n[0]
-    # log-linear start values; curve_fit refines on the linear scale (equal noise)
-    pos = y > 0
-    k0 = -np.polyfit(n0[pos], np.log(y[pos]), 1)[0] if pos.sum() >= 2 else 0.0
-    k0 = float(k0) if np.isfinite(k0) else 0.0
-
-    def model(x: NDArray[np.float64], a: float, k: float, c: float = 0.0) -> NDArray[np.float64]:
-        return a * np.exp(-k * x) + c
-
-    p0 = [1.0, k0, 0.0] if offset else [1.0, k0]
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", OptimizeWarning)  # singular covariance: unused
-            popt, _ = curve_fit(model, n0, y, p0=p0, maxfev=5000)
-    except (RuntimeError, ValueError):
+    params = _fit_exponential(n0, y, offset)
+    if params is None:
         return None
-    a, k = float(popt[0]), float(popt[1])
-    c = float(popt[2]) if offset else 0.0
-    span = float(n0[-1])
+    a, k, c = params
     start = a + c
-    decay = (a * (1.0 - np.exp(-k * span))) / start if start > 0 else 0.0
-    reason = None
-    if k <= 0:
-        reason = "the signal does not decay"
-    elif decay < min_decay:
-        reason = f"{100 * decay:.1f} % decay over the run"
-    elif offset and c >= start:
-        reason = "the fitted background exceeds the signal"
+    decay = (a * (1.0 - np.exp(-k * float(n0[-1])))) / start if start > 0 else 0.0
+    reason = _no_half_life_reason(k, c, start, decay, offset=offset, min_decay=min_decay)
     half_life = float(np.log(2) / k) if reason is None else None
-    half_life_s = None
-    if half_life is not None and elapsed_s is not None:
-        interval = volume_interval_s(n, np.asarray(elapsed_s, np.float64)[ok])
-        half_life_s = half_life * interval if interval is not None else None
+    half_life_s = _half_life_s(half_life, n, elapsed_s, ok)
     # the fit ran on n - n[0]; report the curve on the caller's volume numbers
     if n[0] != 0:
         a *= float(np.exp(k * n[0]))
@@ -213,3 +190,52 @@ def fit_bleaching(
         n_points=int(n.size),
         reason=reason,
     )
+
+
+def _exponential(x: NDArray[np.float64], a: float, k: float, c: float = 0.0) -> NDArray[np.float64]:
+    """The fit model ``a·exp(-k x) + c``."""
+    return a * np.exp(-k * x) + c
+
+
+def _fit_exponential(
+    n0: NDArray[np.float64], y: NDArray[np.float64], offset: bool
+) -> tuple[float, float, float] | None:
+    """Fitted ``(a, k, c)`` (``c`` = 0 without ``offset``), or ``None`` if the fit fails."""
+    # log-linear start values; curve_fit refines on the linear scale (equal noise)
+    pos = y > 0
+    k0 = -np.polyfit(n0[pos], np.log(y[pos]), 1)[0] if pos.sum() >= 2 else 0.0
+    k0 = float(k0) if np.isfinite(k0) else 0.0
+    p0 = [1.0, k0, 0.0] if offset else [1.0, k0]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", OptimizeWarning)  # singular covariance: unused
+            popt, _ = curve_fit(_exponential, n0, y, p0=p0, maxfev=5000)
+    except (RuntimeError, ValueError):
+        return None
+    return float(popt[0]), float(popt[1]), float(popt[2]) if offset else 0.0
+
+
+def _half_life_s(
+    half_life: float | None,
+    n: NDArray[np.float64],
+    elapsed_s: ArrayLike | None,
+    ok: NDArray[np.bool_],
+) -> float | None:
+    """The half-life in seconds, from the volume interval of the ``ok`` points, or ``None``."""
+    if half_life is None or elapsed_s is None:
+        return None
+    interval = volume_interval_s(n, np.asarray(elapsed_s, np.float64)[ok])
+    return half_life * interval if interval is not None else None
+
+
+def _no_half_life_reason(
+    k: float, c: float, start: float, decay: float, *, offset: bool, min_decay: float
+) -> str | None:
+    """Why the fitted curve gives no half-life, or ``None`` when it does."""
+    if k <= 0:
+        return "the signal does not decay"
+    if decay < min_decay:
+        return f"{100 * decay:.1f} % decay over the run"
+    if offset and c >= start:
+        return "the fitted background exceeds the signal"
+    return None

@@ -13,6 +13,10 @@ import typer
 from .app import UserError, app, console, require_dataset
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from rich.progress import Progress, TaskID
+
     from ..stitching import StitchResult
 
 
@@ -42,54 +46,16 @@ def run_stitch(
     :class:`UserError`.
     """
     from rich.markup import escape
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TaskID,
-        TimeElapsedColumn,
-    )
 
-    from ..stitching import (
-        OUTPUT_NAMES,
-        StitchError,
-        StitchWarning,
-        stitch_dataset,
-        use_scheduler,
-    )
+    from ..stitching import StitchError, StitchWarning, stitch_dataset
 
-    require_dataset(
-        dataset, "tile", "only tiling datasets (from `rcanlive acquire tile`) are stitched"
-    )
-    if (dataset / OUTPUT_NAMES[image]).exists() and not overwrite:
-        raise UserError(
-            f"{dataset / OUTPUT_NAMES[image]} already exists; pass --overwrite to replace it"
-        )
-    columns = (
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-    )
+    _refuse_dataset(dataset, image, overwrite=overwrite)
     with ExitStack() as stack:
-        try:
-            where = stack.enter_context(use_scheduler(scheduler, workers=workers))
-        except (OSError, ValueError) as exc:  # no scheduler at that address, or no address
-            raise UserError(
-                f"--scheduler {scheduler!r}: {exc}; use threads, local, sync or the address "
-                "of a running Dask scheduler (tcp://host:8786)"
-            ) from None
-        bar = stack.enter_context(Progress(*columns, console=console))
+        where = _enter_scheduler(stack, scheduler, workers)
+        bar = stack.enter_context(_progress_bar())
         caught = stack.enter_context(warnings.catch_warnings(record=True))
         warnings.simplefilter("always", StitchWarning)
         console.print(f"stitching {escape(str(dataset))} ({image}) on the {where}", highlight=False)
-        tasks: dict[str, TaskID] = {}
-
-        def progress(stage: str, done: int, total: int) -> None:
-            if stage not in tasks:
-                tasks[stage] = bar.add_task(stage, total=total)
-            bar.update(tasks[stage], completed=done, total=total)
-
         try:
             result = stitch_dataset(
                 dataset,
@@ -99,17 +65,77 @@ def run_stitch(
                 search_um=search_um,
                 min_correlation=min_correlation,
                 chunk_px=chunk_px,
-                progress=progress,
+                progress=_progress_callback(bar),
             )
         except StitchError as exc:
             raise UserError(str(exc)) from None
+    _print_outcome(result, caught)
+    return result
+
+
+def _refuse_dataset(dataset: Path, image: str, *, overwrite: bool) -> None:
+    """Raise :class:`UserError` unless ``dataset`` is a tiling dataset the output may go to."""
+    from ..stitching import OUTPUT_NAMES
+
+    require_dataset(
+        dataset, "tile", "only tiling datasets (from `rcanlive acquire tile`) are stitched"
+    )
+    if (dataset / OUTPUT_NAMES[image]).exists() and not overwrite:
+        raise UserError(
+            f"{dataset / OUTPUT_NAMES[image]} already exists; pass --overwrite to replace it"
+        )
+
+
+def _enter_scheduler(stack: ExitStack, scheduler: str, workers: int | None) -> str:
+    """Make ``scheduler`` active until ``stack`` closes; its description for the user."""
+    from ..stitching import use_scheduler
+
+    try:
+        return stack.enter_context(use_scheduler(scheduler, workers=workers))
+    except (OSError, ValueError) as exc:  # no scheduler at that address, or no address
+        raise UserError(
+            f"--scheduler {scheduler!r}: {exc}; use threads, local, sync or the address "
+            "of a running Dask scheduler (tcp://host:8786)"
+        ) from None
+
+
+def _progress_bar() -> Progress:
+    """A progress display with one bar per stitching stage."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    columns = (
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    return Progress(*columns, console=console)
+
+
+def _progress_callback(bar: Progress) -> Callable[[str, int, int], None]:
+    """A ``progress(stage, done, total)`` callback that adds a task to ``bar`` per stage."""
+    tasks: dict[str, TaskID] = {}
+
+    def progress(stage: str, done: int, total: int) -> None:
+        if stage not in tasks:
+            tasks[stage] = bar.add_task(stage, total=total)
+        bar.update(tasks[stage], completed=done, total=total)
+
+    return progress
+
+
+def _print_outcome(result: StitchResult, caught: list[warnings.WarningMessage]) -> None:
+    """Re-issue foreign warnings, then print the stitching warnings and the summary."""
+    from rich.markup import escape
+
+    from ..stitching import StitchWarning
+
     for w in caught:
         if not issubclass(w.category, StitchWarning):
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     for message in result.warnings:
         console.print(f"[yellow]warning[/]: {escape(message)}", highlight=False)
     console.print(f"[green]done[/]: {escape(result.summary())}", highlight=False)
-    return result
 
 
 @app.command(

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from matplotlib.figure import Figure
+    from matplotlib.gridspec import GridSpec
 
     from .model import Snapshot
 
@@ -50,8 +51,16 @@ def figure(snap: Snapshot) -> Figure:
     channel = snap.channels[0] if snap.channels else None
     title = snap.title or "rcanlive"
     fig.suptitle(f"{title}: photobleaching and input SNR", fontsize=14)
+    _draw_images(fig, grid, snap, channel)
+    _draw_snr_map(fig, grid, snap, channel)
+    _draw_health(fig, grid, snap)
+    _draw_bleaching(fig, grid, snap)
+    _draw_snr_curves(fig, grid, snap)
+    return fig
 
-    # images: newest raw and restored max projections with the same display range
+
+def _draw_images(fig: Figure, grid: GridSpec, snap: Snapshot, channel: str | None) -> None:
+    """Newest raw and restored max projections with the same display range."""
     raw = snap.images.get((channel, RAW)) if channel else None
     levels = _levels(raw.mip) if raw is not None else (0.0, 1.0)
     for col, image in enumerate((RAW, RESTORED)):
@@ -65,7 +74,9 @@ def figure(snap: Snapshot) -> Figure:
             ax.set_title(image)
         ax.set_axis_off()
 
-    # SNR map of the middle plane of the newest raw volume
+
+def _draw_snr_map(fig: Figure, grid: GridSpec, snap: Snapshot, channel: str | None) -> None:
+    """SNR map of the middle plane of the newest raw volume."""
     ax = fig.add_subplot(grid[0, 2])
     snr = snap.snr_map(channel) if channel else None
     if snr is not None:
@@ -75,7 +86,9 @@ def figure(snap: Snapshot) -> Figure:
     ax.set_title(f"SNR map, {channel or '–'}, middle plane")
     ax.set_axis_off()
 
-    # pipeline health and warnings as text
+
+def _draw_health(fig: Figure, grid: GridSpec, snap: Snapshot) -> None:
+    """Pipeline health and warnings as text."""
     ax = fig.add_subplot(grid[0, 3])
     ax.set_axis_off()
     h = snap.health
@@ -105,7 +118,9 @@ def figure(snap: Snapshot) -> Figure:
             bbox={"facecolor": "#c00000", "edgecolor": "none"},
         )
 
-    # bleaching against time and against volume number, with fits
+
+def _draw_bleaching(fig: Figure, grid: GridSpec, snap: Snapshot) -> None:
+    """Bleaching against time and against volume number, with fits."""
     by_time = fig.add_subplot(grid[1, :2])
     by_volume = fig.add_subplot(grid[1, 2:])
     fit_lines = []
@@ -131,7 +146,9 @@ def figure(snap: Snapshot) -> Figure:
     if snap.series:
         by_volume.legend(fontsize=8)
 
-    # SNR per volume
+
+def _draw_snr_curves(fig: Figure, grid: GridSpec, snap: Snapshot) -> None:
+    """SNR per volume of the raw images, with the restoration threshold."""
     ax = fig.add_subplot(grid[2, :])
     for (ch, image), series in sorted(snap.series.items()):
         if image != RAW:
@@ -160,7 +177,6 @@ def figure(snap: Snapshot) -> Figure:
     ax.set_title("input SNR over the foreground")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    return fig
 
 
 def _num(value: float, spec: str) -> str:

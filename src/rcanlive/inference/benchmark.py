@@ -187,20 +187,14 @@ def run_benchmark(
         Called with each result as soon as it is measured.
     """
     dev = resolve_device(device)
+    cache = Path(cache_dir) if cache_dir is not None else None
     results: list[BenchResult] = []
     for shape in shapes:
         volume = synthetic_volume(shape)
-        tile = tile_shape or shape
-        cases: list[tuple[str, str]] = [("eager", "fp32")]
-        for name in backends:
-            for prec in precisions or default_precisions(name, dev):
-                if (name, prec) not in cases:
-                    cases.append((name, prec))
+        settings = _CaseSettings(dev, tile_shape or shape, batch_size, repeats, warmup, cache)
         baseline: float | None = None
-        for name, prec in cases:
-            result = _run_case(
-                model, volume, name, prec, dev, tile, batch_size, repeats, warmup, cache_dir
-            )
+        for name, prec in _cases(backends, precisions, dev):
+            result = _run_case(model, volume, name, prec, settings)
             if (name, prec) == ("eager", "fp32"):
                 baseline = result.seconds
             if baseline and result.seconds:
@@ -212,18 +206,39 @@ def run_benchmark(
     return results
 
 
+@dataclass(frozen=True, slots=True)
+class _CaseSettings:
+    """How every case of one volume shape is run."""
+
+    device: str
+    tile: TileShape
+    batch_size: int
+    repeats: int
+    warmup: int
+    cache_dir: Path | None
+
+
+def _cases(
+    backends: Sequence[str], precisions: Sequence[str] | None, device: str
+) -> list[tuple[str, str]]:
+    """``(backend, precision)`` pairs to measure, eager fp32 first, without repeats."""
+    cases: list[tuple[str, str]] = [("eager", "fp32")]
+    for name in backends:
+        for prec in precisions or default_precisions(name, device):
+            if (name, prec) not in cases:
+                cases.append((name, prec))
+    return cases
+
+
 def _run_case(
     model: LoadedModel,
     volume: NDArray[np.uint16],
     name: str,
     precision: str,
-    device: str,
-    tile: TileShape,
-    batch_size: int,
-    repeats: int,
-    warmup: int,
-    cache_dir: str | os.PathLike[str] | None,
+    settings: _CaseSettings,
 ) -> BenchResult:
+    """Create the backend, time ``warmup + repeats`` restorations of ``volume``, close it."""
+    device, tile, batch_size = settings.device, settings.tile, settings.batch_size
     shape: TileShape = volume.shape  # type: ignore[assignment]
     base = {"backend": name, "precision": precision, "shape": shape, "device": device}
     start = time.perf_counter()
@@ -235,7 +250,7 @@ def _run_case(
             device,
             tile,
             batch_size=batch_size,
-            cache_dir=Path(cache_dir) if cache_dir is not None else None,
+            cache_dir=settings.cache_dir,
         )
     except (BackendError, ValueError) as exc:
         return BenchResult(**base, note=f"skipped: {exc}")  # type: ignore[arg-type]
@@ -243,10 +258,10 @@ def _run_case(
     times = []
     try:
         with PeakMemory(device) as memory:
-            for i in range(warmup + repeats):
+            for i in range(settings.warmup + settings.repeats):
                 t0 = time.perf_counter()
                 predict_volume(volume, backend, tile_shape=tile, batch_size=batch_size)
-                if i >= warmup:
+                if i >= settings.warmup:
                     times.append(time.perf_counter() - t0)
     except BackendError as exc:
         return BenchResult(**base, setup_s=setup, note=f"failed: {exc}")  # type: ignore[arg-type]

@@ -336,7 +336,7 @@ def predict_volume(
                 raise BackendOutOfMemory(
                     f"{exc}; the {backend.name} backend has a static tile {static} "
                     "and batch, so it cannot retry smaller: rebuild it with a smaller "
-                    "tile (rcanlive export --tile) or use the eager/onnx backend"
+                    "tile or use the eager/onnx backend"
                 ) from exc
             smaller = smaller_tiling(tile, batch)
             if smaller is None:

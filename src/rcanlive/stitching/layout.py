@@ -163,6 +163,40 @@ def load_layout(
         If ``path`` is not a tiling dataset or holds no usable tile.
     """
     path = Path(path)
+    root, group = _open_tiling(path, image)
+    tiles_meta: Any = root["tiles"].attrs["rcanlive"]
+    manifest: list[dict[str, Any]] = list(tiles_meta["manifest"])
+    if not manifest:
+        raise StitchError(f"{path}: the tile manifest is empty")
+    first: Any = root[f"{group}/{manifest[0]['index']:04d}"]
+    arr: Any = first["0"]
+    scale = image_scale(first)
+    ms: Any = first.attrs["ome"]["multiscales"][0]
+    translation = ms["datasets"][0]["coordinateTransformations"]
+    z0 = float(translation[1]["translation"][1]) if len(translation) > 1 else 0.0
+    px = float(scale["x"])
+    h, w = arr.shape[2], arr.shape[3]
+    n_c = arr.shape[0]
+    done = _present_keys(path, image, verify)
+    tiles = [_manifest_tile(entry, done, n_c, px, (h, w)) for entry in manifest]
+    missing = [t.index for t in tiles if not t.present]
+    if missing:
+        _warn_missing(missing, len(tiles), image)
+    if len(missing) == len(tiles):
+        raise StitchError(f"{path}: no tile is complete; nothing to stitch")
+    return TileLayout(
+        path=path,
+        image=image,
+        tiles=tuple(tiles),
+        shape=(n_c, arr.shape[1], h, w),
+        dtype=np.dtype(arr.dtype),
+        voxel_um=(float(scale["z"]), float(scale["y"]), px),
+        z0_um=z0,
+    )
+
+
+def _open_tiling(path: Path, image: ImageKind) -> tuple[zarr.Group, str]:
+    """The root group of tiling dataset ``path`` and the name of its ``image`` tile group."""
     if not (path / "zarr.json").is_file():
         raise StitchError(f"{path} is not an rcanlive OME-Zarr dataset (no zarr.json)")
     root = zarr.open_group(path, mode="r")
@@ -183,52 +217,37 @@ def load_layout(
             else ""
         )
         raise StitchError(f"{path} has no {group!r} images{hint}")
-    tiles_meta: Any = root["tiles"].attrs["rcanlive"]
-    manifest: list[dict[str, Any]] = list(tiles_meta["manifest"])
-    if not manifest:
-        raise StitchError(f"{path}: the tile manifest is empty")
-    first: Any = root[f"{group}/{manifest[0]['index']:04d}"]
-    arr: Any = first["0"]
-    scale = image_scale(first)
-    ms: Any = first.attrs["ome"]["multiscales"][0]
-    translation = ms["datasets"][0]["coordinateTransformations"]
-    z0 = float(translation[1]["translation"][1]) if len(translation) > 1 else 0.0
-    px = float(scale["x"])
-    h, w = arr.shape[2], arr.shape[3]
-    n_c = arr.shape[0]
-    done = _present_keys(path, image, verify)
-    tiles = []
-    missing = []
-    for entry in manifest:
-        i = int(entry["index"])
-        present = all((i, c) in done for c in range(n_c))
-        if not present:
-            missing.append(i)
-        stage = (
-            float(entry["y_um"]) / px - h / 2,
-            float(entry["x_um"]) / px - w / 2,
-        )
-        tiles.append(Tile(i, int(entry["row"]), int(entry["col"]), stage, present))
-    if missing:
-        what = "restored" if image == "restored" else "completely acquired"
-        what += " (or are damaged)"
-        warnings.warn(
-            f"{len(missing)} of {len(tiles)} tile(s) were not {what} (index "
-            f"{', '.join(map(str, missing[:10]))}{', ...' if len(missing) > 10 else ''}); "
-            "they are left as gaps",
-            StitchWarning,
-            stacklevel=2,
-        )
-    if len(missing) == len(tiles):
-        raise StitchError(f"{path}: no tile is complete; nothing to stitch")
-    return TileLayout(
-        path=path,
-        image=image,
-        tiles=tuple(tiles),
-        shape=(n_c, arr.shape[1], h, w),
-        dtype=np.dtype(arr.dtype),
-        voxel_um=(float(scale["z"]), float(scale["y"]), px),
-        z0_um=z0,
+    return root, group
+
+
+def _manifest_tile(
+    entry: dict[str, Any],
+    done: set[tuple[int, int]],
+    n_c: int,
+    px: float,
+    tile_yx: tuple[int, int],
+) -> Tile:
+    """The tile of one manifest entry: present when all ``n_c`` channels are ``done``."""
+    i = int(entry["index"])
+    h, w = tile_yx
+    present = all((i, c) in done for c in range(n_c))
+    stage = (
+        float(entry["y_um"]) / px - h / 2,
+        float(entry["x_um"]) / px - w / 2,
+    )
+    return Tile(i, int(entry["row"]), int(entry["col"]), stage, present)
+
+
+def _warn_missing(missing: list[int], n_tiles: int, image: ImageKind) -> None:
+    """Warn (for the caller of :func:`load_layout`) that the ``missing`` tiles are gaps."""
+    what = "restored" if image == "restored" else "completely acquired"
+    what += " (or are damaged)"
+    warnings.warn(
+        f"{len(missing)} of {n_tiles} tile(s) were not {what} (index "
+        f"{', '.join(map(str, missing[:10]))}{', ...' if len(missing) > 10 else ''}); "
+        "they are left as gaps",
+        StitchWarning,
+        stacklevel=3,
     )
 
 

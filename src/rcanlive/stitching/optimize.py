@@ -106,50 +106,12 @@ def solve_positions(
     active = [lk for lk in links if lk.accepted and lk.a in index and lk.b in index]
     dropped: list[tuple[PairShift, float]] = []
     while True:
-        graph = sparse.coo_matrix(
-            (
-                np.ones(len(active)),
-                ([index[lk.a] for lk in active], [index[lk.b] for lk in active]),
-            ),
-            shape=(len(tiles), len(tiles)),
-        )
-        _, labels = connected_components(graph, directed=False)
-        members: dict[int, list[int]] = {}
-        for t in tiles:
-            members.setdefault(int(labels[index[t.index]]), []).append(t.index)
-        degree = dict.fromkeys(index, 0)
-        for lk in active:
-            degree[lk.a] += 1
-            degree[lk.b] += 1
+        graph = _link_graph(tiles, index, active)
         if anchor is None or anchor not in index:
-            largest = max(members.values(), key=len)
-            centre = np.mean([stage[n] for n in largest], axis=0)
-            chosen = min(
-                largest, key=lambda n: (-degree[n], float(np.linalg.norm(stage[n] - centre)), n)
-            )
+            chosen = _default_anchor(graph, stage)
         else:
             chosen = anchor
-        positions: dict[int, np.ndarray] = {}
-        status: dict[int, str] = {}
-        for label, nodes in members.items():
-            if len(nodes) == 1:
-                positions[nodes[0]] = stage[nodes[0]]
-                status[nodes[0]] = "stage"
-                continue
-            comp_links = [lk for lk in active if labels[index[lk.a]] == label]
-            ref = chosen if chosen in nodes else max(nodes, key=lambda n: (degree[n], -n))
-            rel = _solve_component(nodes, comp_links, ref)
-            if ref == chosen:
-                offset = stage[ref]
-                state = "registered"
-            else:  # not connected to the anchor: keep the group's mean stage position
-                offset = np.mean([stage[n] for n in nodes], axis=0) - np.mean(
-                    [rel[n] for n in nodes], axis=0
-                )
-                state = "detached"
-            for n in nodes:
-                positions[n] = rel[n] + offset
-                status[n] = state
+        positions, status = _place_groups(graph, active, stage, chosen)
         residual = {
             (lk.a, lk.b): float(
                 np.linalg.norm(positions[lk.b] - positions[lk.a] - np.asarray(lk.shift_px))
@@ -169,3 +131,79 @@ def solve_positions(
         residual_px=residual,
         dropped=dropped,
     )
+
+
+@dataclass(frozen=True)
+class _LinkGraph:
+    """The tiles as a graph of their active links: connected groups and link counts."""
+
+    #: tile index → row/column of the graph
+    index: dict[int, int]
+    #: connected-component label of each row of the graph
+    labels: np.ndarray
+    #: label → tile indices of that group, in tile order
+    members: dict[int, list[int]]
+    #: tile index → number of active links
+    degree: dict[int, int]
+
+
+def _link_graph(
+    tiles: Sequence[Tile], index: dict[int, int], active: list[PairShift]
+) -> _LinkGraph:
+    """Connected groups and link counts of ``tiles`` joined by the ``active`` links."""
+    graph = sparse.coo_matrix(
+        (
+            np.ones(len(active)),
+            ([index[lk.a] for lk in active], [index[lk.b] for lk in active]),
+        ),
+        shape=(len(tiles), len(tiles)),
+    )
+    _, labels = connected_components(graph, directed=False)
+    members: dict[int, list[int]] = {}
+    for t in tiles:
+        members.setdefault(int(labels[index[t.index]]), []).append(t.index)
+    degree = dict.fromkeys(index, 0)
+    for lk in active:
+        degree[lk.a] += 1
+        degree[lk.b] += 1
+    return _LinkGraph(index=index, labels=labels, members=members, degree=degree)
+
+
+def _default_anchor(graph: _LinkGraph, stage: dict[int, np.ndarray]) -> int:
+    """The most-linked tile of the largest group, nearest the group's centre on ties."""
+    degree = graph.degree
+    largest = max(graph.members.values(), key=len)
+    centre = np.mean([stage[n] for n in largest], axis=0)
+    return min(largest, key=lambda n: (-degree[n], float(np.linalg.norm(stage[n] - centre)), n))
+
+
+def _place_groups(
+    graph: _LinkGraph,
+    active: list[PairShift],
+    stage: dict[int, np.ndarray],
+    chosen: int,
+) -> tuple[dict[int, np.ndarray], dict[int, str]]:
+    """Positions and status of every tile, group by group, with ``chosen`` as anchor."""
+    positions: dict[int, np.ndarray] = {}
+    status: dict[int, str] = {}
+    labels, index, degree = graph.labels, graph.index, graph.degree
+    for label, nodes in graph.members.items():
+        if len(nodes) == 1:
+            positions[nodes[0]] = stage[nodes[0]]
+            status[nodes[0]] = "stage"
+            continue
+        comp_links = [lk for lk in active if labels[index[lk.a]] == label]
+        ref = chosen if chosen in nodes else max(nodes, key=lambda n: (degree[n], -n))
+        rel = _solve_component(nodes, comp_links, ref)
+        if ref == chosen:
+            offset = stage[ref]
+            state = "registered"
+        else:  # not connected to the anchor: keep the group's mean stage position
+            offset = np.mean([stage[n] for n in nodes], axis=0) - np.mean(
+                [rel[n] for n in nodes], axis=0
+            )
+            state = "detached"
+        for n in nodes:
+            positions[n] = rel[n] + offset
+            status[n] = state
+    return positions, status

@@ -36,7 +36,8 @@ from .registration import PairShift, RegistrationSettings, register_pair
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from .layout import TileLayout
+    from .fusion import FusionGeometry
+    from .layout import Tile, TileLayout
 
 #: name of the stitched image for each kind of tile image
 OUTPUT_NAMES: dict[str, str] = {"tiles": "stitched", "restored": "stitched_restored"}
@@ -147,6 +148,54 @@ def _tile_records(
     return records
 
 
+@dataclass(frozen=True)
+class _StitchSettings:
+    """How one :func:`stitch_dataset` run registers, places and fuses (resolved arguments)."""
+
+    image: ImageKind
+    name: str
+    register: bool
+    registration: RegistrationSettings
+    max_residual_px: float
+    blend_px: int | None
+    chunk_px: int
+    progress: Callable[[str, int, int], None] | None
+
+    def ticker(self, stage: str, total: int) -> Callable[[], None]:
+        """Report ``stage`` as started; the returned callable reports one more task done."""
+        progress = self.progress
+        done = [0]
+        if progress is not None:
+            progress(stage, 0, total)
+
+        def tick() -> None:
+            done[0] += 1
+            if progress is not None:
+                progress(stage, done[0], total)
+
+        return tick
+
+
+@dataclass(frozen=True)
+class _Registration:
+    """Pairwise registrations, the global placement solved from them, and the time taken."""
+
+    pairs: list[PairShift]
+    placement: Placement
+    seconds: float
+
+
+@dataclass(frozen=True)
+class _Fusion:
+    """What fusion wrote: level-0 shape, pyramid levels, tiles read, and the time taken."""
+
+    shape: tuple[int, int, int, int]
+    levels: int
+    tiles_read: int
+    seconds: float
+
+
+# stays over 60 lines: 49 of them are the public signature and its docstring
 def stitch_dataset(
     path: str | Path,
     *,
@@ -198,109 +247,194 @@ def stitch_dataset(
     """
     path = Path(path)
     collected: list[str] = []
+    layout, messages = _load_layout(path, image)
+    _warn(collected, messages)
+    name = name or OUTPUT_NAMES[image]
+    root = _open_output(path, name, layout, overwrite=overwrite, channel=channel)
+    reader = TileReader(path, image)
+    settings = _StitchSettings(
+        image=image,
+        name=name,
+        register=register,
+        registration=RegistrationSettings(
+            channel=channel,
+            search_px=max(1, round(search_um / layout.voxel_um[2])),
+            min_correlation=min_correlation,
+        ),
+        max_residual_px=max_residual_px,
+        blend_px=blend_px,
+        chunk_px=chunk_px,
+        progress=progress,
+    )
+    registration = _register(reader, layout, settings)
+    # links dropped as inconsistent are reported in the summary and the attrs; a
+    # warning is kept for tiles that end up less well placed than asked
+    if register:
+        _warn(collected, _placement_warnings(layout.present(), registration))
+    fusion = _fuse(root, path, reader, layout, registration, settings)
+    return _finish(path, settings, layout, registration, fusion, collected)
 
-    def warn(message: str) -> None:
+
+def _warn(collected: list[str], messages: list[str]) -> None:
+    """Keep ``messages`` for the result and issue them for the caller of stitch_dataset."""
+    for message in messages:
         collected.append(message)
         warnings.warn(message, StitchWarning, stacklevel=3)
 
+
+def _load_layout(path: Path, image: ImageKind) -> tuple[TileLayout, list[str]]:
+    """The tile layout, and the messages of the warnings issued while reading it."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", StitchWarning)
         layout = load_layout(path, image)
-    for w in caught:
-        warn(str(w.message))
-    name = name or OUTPUT_NAMES[image]
+    return layout, [str(w.message) for w in caught]
+
+
+def _open_output(
+    path: Path, name: str, layout: TileLayout, *, overwrite: bool, channel: int
+) -> zarr.Group:
+    """The dataset's root group, once output ``name`` and ``channel`` are known to be usable."""
     root = zarr.open_group(path, mode="r+")
     if name in root and not overwrite:
         raise StitchError(f"{path / name} already exists; pass --overwrite to replace it")
     if not 0 <= channel < layout.shape[0]:
         raise StitchError(f"channel {channel} does not exist (tiles have {layout.shape[0]})")
-    reader = TileReader(path, image)
-    present = layout.present()
-    px = layout.voxel_um[2]
-    settings = RegistrationSettings(
-        channel=channel,
-        search_px=max(1, round(search_um / px)),
-        min_correlation=min_correlation,
-    )
+    return root
 
-    def ticker(stage: str, total: int) -> Callable[[], None]:
-        done = [0]
-        if progress is not None:
-            progress(stage, 0, total)
 
-        def tick() -> None:
-            done[0] += 1
-            if progress is not None:
-                progress(stage, done[0], total)
+# -- registration -------------------------------------------------------------------
 
-        return tick
 
-    # -- registration ---------------------------------------------------------------
+def _register(reader: TileReader, layout: TileLayout, settings: _StitchSettings) -> _Registration:
+    """Register neighbouring tiles (if asked) and solve the global placement."""
     t0 = time.perf_counter()
     pairs: list[PairShift] = []
-    if register:
+    if settings.register:
         tasks = [
             dask.delayed(register_pair, pure=False)(
-                reader, layout.tile(a), layout.tile(b), layout.tile_yx, settings
+                reader, layout.tile(a), layout.tile(b), layout.tile_yx, settings.registration
             )
             for a, b in layout.neighbour_pairs()
         ]
-        pairs = compute(tasks, ticker("registering", len(tasks)))
+        pairs = compute(tasks, settings.ticker("registering", len(tasks)))
         links = pairs
     else:
         links = []
-    placement = solve_positions(present, links, max_residual_px=max_residual_px)
-    registration_s = time.perf_counter() - t0
-    # links dropped as inconsistent are reported in the summary and the attrs; a
-    # warning is kept for tiles that end up less well placed than asked
-    if register:
-        for t in present:
-            state = placement.status[t.index]
-            if state == "stage":
-                reasons = sorted(
-                    {p.reason for p in pairs if t.index in (p.a, p.b) and not p.accepted}
-                    | {"inconsistent" for p, _ in placement.dropped if t.index in (p.a, p.b)}
-                )
-                warn(
-                    f"tile {t.index} (row {t.row}, col {t.col}) could not be registered to "
-                    f"any neighbour ({'; '.join(reasons) or 'no neighbour'}); it is placed "
-                    "at its stage position"
-                )
-        detached = [t.index for t in present if placement.status[t.index] == "detached"]
-        if detached:
-            warn(
-                f"tiles {detached} are registered to each other but not to the rest; "
-                "they are placed by their mean stage position"
-            )
+    placement = solve_positions(layout.present(), links, max_residual_px=settings.max_residual_px)
+    return _Registration(pairs, placement, time.perf_counter() - t0)
 
-    # -- fusion ---------------------------------------------------------------------
+
+def _placement_warnings(present: list[Tile], registration: _Registration) -> list[str]:
+    """Messages for the tiles left at their stage position and the detached ones."""
+    pairs, placement = registration.pairs, registration.placement
+    messages = []
+    for t in present:
+        state = placement.status[t.index]
+        if state == "stage":
+            reasons = sorted(
+                {p.reason for p in pairs if t.index in (p.a, p.b) and not p.accepted}
+                | {"inconsistent" for p, _ in placement.dropped if t.index in (p.a, p.b)}
+            )
+            messages.append(
+                f"tile {t.index} (row {t.row}, col {t.col}) could not be registered to "
+                f"any neighbour ({'; '.join(reasons) or 'no neighbour'}); it is placed "
+                "at its stage position"
+            )
+    detached = [t.index for t in present if placement.status[t.index] == "detached"]
+    if detached:
+        messages.append(
+            f"tiles {detached} are registered to each other but not to the rest; "
+            "they are placed by their mean stage position"
+        )
+    return messages
+
+
+# -- fusion -------------------------------------------------------------------------
+
+
+def _fuse(
+    root: zarr.Group,
+    path: Path,
+    reader: TileReader,
+    layout: TileLayout,
+    registration: _Registration,
+    settings: _StitchSettings,
+) -> _Fusion:
+    """Blend the placed tiles into the multiscale ``settings.name`` and build its pyramid."""
     t1 = time.perf_counter()
-    geometry = plan_fusion(placement.positions_px, layout.shape, chunk_px=chunk_px)
+    positions_px = registration.placement.positions_px
+    geometry = plan_fusion(positions_px, layout.shape, chunk_px=settings.chunk_px)
     overlap = layout.nominal_overlap_px()
-    blend = blend_px if blend_px is not None else max(overlap, 1)
-    shapes = pyramid_shapes(geometry.shape, "czyx", min_size=chunk_px)
-    dz, _, _ = layout.voxel_um
+    blend = settings.blend_px if settings.blend_px is not None else max(overlap, 1)
+    shapes = pyramid_shapes(geometry.shape, "czyx", min_size=settings.chunk_px)
+    scales, translations = _pyramid_transforms(layout, geometry, len(shapes))
+    arrays = create_multiscale(
+        root,
+        settings.name,
+        axes="czyx",
+        shapes=shapes,
+        dtype=layout.dtype,
+        scales=scales,
+        translations=translations,
+        chunks=geometry.chunks,
+        attrs=_stitch_attrs(layout, registration, geometry, settings, blend),
+    )
+    jobs = [job for job in chunk_jobs(geometry) if job.contributions]
+    tasks = [
+        dask.delayed(fuse_chunk, pure=False)(
+            reader, str(path), settings.name, job, geometry.tile_yx, blend
+        )
+        for job in jobs
+    ]
+    tiles_read = sum(compute(tasks, settings.ticker("fusing", len(tasks))))
+    for level in range(1, len(shapes)):
+        boxes = list(iter_boxes(shapes[level], arrays[level].chunks))
+        tasks = [
+            dask.delayed(downsample_chunk, pure=False)(str(path), settings.name, level, box)
+            for box in boxes
+        ]
+        compute(tasks, settings.ticker(f"pyramid level {level}", len(tasks)))
+    return _Fusion(geometry.shape, len(shapes), tiles_read, time.perf_counter() - t1)
+
+
+def _pyramid_transforms(
+    layout: TileLayout, geometry: FusionGeometry, levels: int
+) -> tuple[list[list[float]], list[list[float]]]:
+    """NGFF scale and translation of each pyramid level, in the tiles' physical frame."""
+    dz, _, px = layout.voxel_um
     oy, ox = geometry.origin_px
-    scales = [[1.0, dz, px * 2**k, px * 2**k] for k in range(len(shapes))]
+    scales = [[1.0, dz, px * 2**k, px * 2**k] for k in range(levels)]
     translations = [
         [0.0, layout.z0_um, (oy + (2**k - 1) / 2) * px, (ox + (2**k - 1) / 2) * px]
-        for k in range(len(shapes))
+        for k in range(levels)
     ]
-    status = {t.index: placement.status.get(t.index, "missing") for t in layout.tiles}
-    attrs = {
+    return scales, translations
+
+
+def _stitch_attrs(
+    layout: TileLayout,
+    registration: _Registration,
+    geometry: FusionGeometry,
+    settings: _StitchSettings,
+    blend: int,
+) -> dict[str, Any]:
+    """The ``rcanlive`` attributes of the stitched image: how it was stitched."""
+    pairs, placement = registration.pairs, registration.placement
+    oy, ox = geometry.origin_px
+    return {
         "rcanlive": {
             "stitching": {
-                "source": TILE_GROUPS[image],
-                "registered": register,
+                "source": TILE_GROUPS[settings.image],
+                "registered": settings.register,
                 "method": "phase_cross_correlation on z max projections (skimage), "
                 "global weighted least squares",
                 "settings": {
-                    "channel": channel,
-                    "search_px": settings.search_px,
-                    "min_correlation": min_correlation,
-                    "max_residual_px": max_residual_px,
+                    "channel": settings.registration.channel,
+                    "search_px": settings.registration.search_px,
+                    "min_correlation": settings.registration.min_correlation,
+                    "max_residual_px": settings.max_residual_px,
                     "blend_px": blend,
-                    "chunk_px": chunk_px,
+                    "chunk_px": settings.chunk_px,
                 },
                 "anchor": placement.anchor,
                 "origin_px": [oy, ox],
@@ -312,52 +446,40 @@ def stitch_dataset(
             }
         }
     }
-    arrays = create_multiscale(
-        root,
-        name,
-        axes="czyx",
-        shapes=shapes,
-        dtype=layout.dtype,
-        scales=scales,
-        translations=translations,
-        chunks=geometry.chunks,
-        attrs=attrs,
-    )
-    jobs = [job for job in chunk_jobs(geometry) if job.contributions]
-    tasks = [
-        dask.delayed(fuse_chunk, pure=False)(reader, str(path), name, job, geometry.tile_yx, blend)
-        for job in jobs
-    ]
-    tiles_read = sum(compute(tasks, ticker("fusing", len(tasks))))
-    for level in range(1, len(shapes)):
-        boxes = list(iter_boxes(shapes[level], arrays[level].chunks))
-        tasks = [
-            dask.delayed(downsample_chunk, pure=False)(str(path), name, level, box) for box in boxes
-        ]
-        compute(tasks, ticker(f"pyramid level {level}", len(tasks)))
-    fusion_s = time.perf_counter() - t1
+
+
+def _finish(
+    path: Path,
+    settings: _StitchSettings,
+    layout: TileLayout,
+    registration: _Registration,
+    fusion: _Fusion,
+    collected: list[str],
+) -> StitchResult:
+    """Record the timings and warnings in the stitched image's attributes; the result."""
+    placement = registration.placement
     result = StitchResult(
         dataset=path,
-        name=name,
-        image=image,
-        shape=geometry.shape,
-        levels=len(shapes),
+        name=settings.name,
+        image=settings.image,
+        shape=fusion.shape,
+        levels=fusion.levels,
         positions_px=placement.positions_px,
-        status=status,
+        status={t.index: placement.status.get(t.index, "missing") for t in layout.tiles},
         anchor=placement.anchor,
-        pairs=pairs,
+        pairs=registration.pairs,
         dropped=placement.dropped,
-        registration_s=registration_s,
-        fusion_s=fusion_s,
-        tiles_read=tiles_read,
+        registration_s=registration.seconds,
+        fusion_s=fusion.seconds,
+        tiles_read=fusion.tiles_read,
         warnings=collected,
     )
-    group = zarr.open_group(path / name, mode="r+")
+    group = zarr.open_group(path / settings.name, mode="r+")
     meta: dict[str, Any] = dict(group.attrs["rcanlive"])  # type: ignore[arg-type]
     meta["stitching"] = {
         **meta["stitching"],
-        "registration_s": round(registration_s, 3),
-        "fusion_s": round(fusion_s, 3),
+        "registration_s": round(registration.seconds, 3),
+        "fusion_s": round(fusion.seconds, 3),
         "warnings": collected,
     }
     group.attrs["rcanlive"] = meta

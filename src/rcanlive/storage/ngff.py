@@ -122,6 +122,31 @@ def create_multiscale(
     chunks
         Chunk shape of every level (clipped to the level's shape).
     """
+    _check_levels(axes, shapes, scales, translations)
+    ome = _multiscale_meta(name, axes, scales, translations)
+    group = parent.create_group(name, overwrite=True, attributes={"ome": ome, **(attrs or {})})
+    return [
+        group.create_array(
+            str(level),
+            shape=tuple(int(s) for s in shape),
+            dtype=dtype,
+            chunks=_level_chunks(chunks, shape),
+            fill_value=0,
+            compressors=_compressors(compression),
+            dimension_names=list(axes),
+            overwrite=True,
+        )
+        for level, shape in enumerate(shapes)
+    ]
+
+
+def _check_levels(
+    axes: str,
+    shapes: Sequence[Sequence[int]],
+    scales: Sequence[Sequence[float]],
+    translations: Sequence[Sequence[float]] | None,
+) -> None:
+    """Raise ``ValueError`` unless every level has a shape, scale (and translation) per axis."""
     if len(shapes) < 1 or len(scales) != len(shapes):
         raise ValueError("give one scale per level, at least one level")
     if translations is not None and len(translations) != len(shapes):
@@ -129,7 +154,16 @@ def create_multiscale(
     for shape, scale in zip(shapes, scales, strict=True):
         if len(axes) != len(shape) or len(scale) != len(shape):
             raise ValueError("axes, shape and scale must have the same length")
-    ome = {
+
+
+def _multiscale_meta(
+    name: str,
+    axes: str,
+    scales: Sequence[Sequence[float]],
+    translations: Sequence[Sequence[float]] | None,
+) -> dict[str, Any]:
+    """The ``ome`` attribute of a multiscale image with one dataset per scale."""
+    return {
         "version": NGFF_VERSION,
         "multiscales": [
             {
@@ -142,32 +176,20 @@ def create_multiscale(
                             scales[level], None if translations is None else translations[level]
                         ),
                     }
-                    for level in range(len(shapes))
+                    for level in range(len(scales))
                 ],
             }
         ],
     }
-    group = parent.create_group(name, overwrite=True, attributes={"ome": ome, **(attrs or {})})
-    arrays = []
-    for level, shape in enumerate(shapes):
-        level_chunks: tuple[int, ...] | Literal["auto"] = (
-            "auto"  # zarr's default; it rejects chunks=None
-            if chunks is None
-            else tuple(min(int(c), max(int(s), 1)) for c, s in zip(chunks, shape, strict=True))
-        )
-        arrays.append(
-            group.create_array(
-                str(level),
-                shape=tuple(int(s) for s in shape),
-                dtype=dtype,
-                chunks=level_chunks,
-                fill_value=0,
-                compressors=_compressors(compression),
-                dimension_names=list(axes),
-                overwrite=True,
-            )
-        )
-    return arrays
+
+
+def _level_chunks(
+    chunks: Sequence[int] | None, shape: Sequence[int]
+) -> tuple[int, ...] | Literal["auto"]:
+    """``chunks`` clipped to a level's ``shape``, or zarr's default when not given."""
+    if chunks is None:
+        return "auto"  # zarr's default; it rejects chunks=None
+    return tuple(min(int(c), max(int(s), 1)) for c, s in zip(chunks, shape, strict=True))
 
 
 def image_scale(group: Group) -> dict[str, float]:

@@ -120,7 +120,7 @@ class BackendBase:
             raise ValueError(
                 f"{self.name} backend was built for tiles of {self.tile_shape} "
                 f"(Z, Y, X), got {tuple(arr.shape[2:])}; tile the volume with "
-                "rcanlive.inference.predict_volume or rebuild with another --tile"
+                "rcanlive.inference.predict_volume or rebuild it for another tile"
             )
         if self.batch_size is not None and arr.shape[0] != self.batch_size:
             raise ValueError(

@@ -50,7 +50,7 @@ def check_compilable(device: str) -> None:
         if cpp_compiler() is None:
             raise BackendUnavailable(
                 "the compiled backend needs a C++ compiler on CPU (install g++ or set "
-                "CXX); use --backend onnx or eager"
+                "CXX); use the onnx or eager backend"
             )
         return
     try:
@@ -213,7 +213,7 @@ class CompiledBackend(BackendBase):
         if device_type(device) != manifest.device:
             raise BackendUnavailable(
                 f"{path} was compiled for {manifest.device}, not {device}; export it "
-                f"again with --device {device_type(device)}"
+                f"again for {device_type(device)}"
             )
         index = device_index(device) if manifest.device == "cuda" else -1
         try:
@@ -248,7 +248,7 @@ class CompiledBackend(BackendBase):
             torch.cuda.empty_cache()
             raise BackendOutOfMemory(
                 f"GPU out of memory in the compiled graph for tiles of {self.tile_shape} "
-                f"x {self.batch_size}; export again with a smaller --tile"
+                f"x {self.batch_size}; export again with a smaller tile"
             ) from exc
         if isinstance(y, (list, tuple)):
             y = y[0]

@@ -33,7 +33,7 @@ def resolve_device(device: str = "auto") -> str:
         if not torch.cuda.is_available():
             raise BackendUnavailable(
                 f"device {device!r} asked for, but torch sees no CUDA GPU here "
-                f"(torch {torch.__version__}); use --device cpu"
+                f"(torch {torch.__version__}); use the cpu device"
             )
         if ":" in text:
             index = text.split(":", 1)[1]

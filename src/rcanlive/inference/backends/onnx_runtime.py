@@ -82,31 +82,10 @@ def export_onnx(
     path.parent.mkdir(parents=True, exist_ok=True)
     # The graph is traced on CPU: fp16/bf16 convolutions trace fine there.
     net = prepare_network(loaded.model, precision, "cpu", channels_last=False)
-    example_tile = tile_shape or (4, 8, 8)
-    example = torch.zeros((batch_size or 2, 1, *example_tile), dtype=torch.float32)
-    dims: dict[int, torch.export.Dim] = {}
-    if batch_size is None:
-        dims[0] = torch.export.Dim("batch", min=1, max=_MAX_DIM)
-    if tile_shape is None:
-        for axis, name in zip((2, 3, 4), ("z", "y", "x"), strict=True):
-            dims[axis] = torch.export.Dim(name, min=1, max=_MAX_DIM)
+    example, dims = _example_input(tile_shape, batch_size)
     opset = 22 if precision == "bf16" else 18
     tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    with quiet_toolchain(), torch.no_grad():
-        program = torch.onnx.export(
-            net,
-            (example,),
-            dynamo=True,
-            input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
-            dynamic_shapes=({**dims},) if dims else None,
-            opset_version=opset,
-            verbose=False,
-            optimize=True,
-        )
-        if program is None:  # pragma: no cover - dynamo=True always returns one
-            raise BackendError("torch.onnx.export returned no program")
-        program.save(str(tmp), external_data=False)
+    _export_program(net, example, dims, opset, tmp)
     os.replace(tmp, path)
     import onnx
 
@@ -124,6 +103,46 @@ def export_onnx(
         ),
     )
     return path
+
+
+def _example_input(
+    tile_shape: TileShape | None, batch_size: int | None
+) -> tuple[torch.Tensor, dict[int, torch.export.Dim]]:
+    """A zero input to trace with, and a dynamic dimension for each part left ``None``."""
+    example_tile = tile_shape or (4, 8, 8)
+    example = torch.zeros((batch_size or 2, 1, *example_tile), dtype=torch.float32)
+    dims: dict[int, torch.export.Dim] = {}
+    if batch_size is None:
+        dims[0] = torch.export.Dim("batch", min=1, max=_MAX_DIM)
+    if tile_shape is None:
+        for axis, name in zip((2, 3, 4), ("z", "y", "x"), strict=True):
+            dims[axis] = torch.export.Dim(name, min=1, max=_MAX_DIM)
+    return example, dims
+
+
+def _export_program(
+    net: torch.nn.Module,
+    example: torch.Tensor,
+    dims: dict[int, torch.export.Dim],
+    opset: int,
+    tmp: Path,
+) -> None:
+    """Trace ``net`` on ``example`` with the dynamo exporter and save the graph to ``tmp``."""
+    with quiet_toolchain(), torch.no_grad():
+        program = torch.onnx.export(
+            net,
+            (example,),
+            dynamo=True,
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamic_shapes=({**dims},) if dims else None,
+            opset_version=opset,
+            verbose=False,
+            optimize=True,
+        )
+        if program is None:  # pragma: no cover - dynamo=True always returns one
+            raise BackendError("torch.onnx.export returned no program")
+        program.save(str(tmp), external_data=False)
 
 
 def _providers(device: str) -> list[str | tuple[str, dict[str, str]]]:

@@ -68,7 +68,5 @@ def resolve_precision(precision: str, backend: str, device: str) -> Precision:
         import torch
 
         if not torch.cuda.is_bf16_supported():
-            raise BackendUnavailable(
-                f"GPU {device_index(device)} has no bf16 support; use --precision fp16"
-            )
+            raise BackendUnavailable(f"GPU {device_index(device)} has no bf16 support; use fp16")
     return cast("Precision", precision)

@@ -212,8 +212,8 @@ def open_artifact(
     manifest = read_manifest(path)
     if name not in ("auto", manifest.backend):
         raise BackendError(
-            f"{path.name} is a {manifest.backend} artifact; use --backend "
-            f"{manifest.backend} (or auto) with it, or pass the checkpoint instead"
+            f"{path.name} is a {manifest.backend} artifact; use the "
+            f"{manifest.backend} backend (or auto) with it, or pass the checkpoint instead"
         )
     if precision not in ("auto", manifest.precision):
         raise BackendError(
@@ -223,7 +223,7 @@ def open_artifact(
     if tile_shape is not None and manifest.tile_shape not in (None, tuple(tile_shape)):
         raise BackendError(
             f"{path.name} was built for tiles of {manifest.tile_shape}, not "
-            f"{tuple(tile_shape)}; leave --tile out or export it again"
+            f"{tuple(tile_shape)}; give no tile, or export it again"
         )
     dev = resolve_device(manifest.device if device == "auto" else device)
     opener = entry(manifest.backend).open_artifact

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -111,38 +112,16 @@ def build_engine(
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    spec = _EngineSpec(precision, device, tile_shape, batch_size, workspace_bytes, fingerprint)
     flags = trt.NetworkDefinitionCreationFlag
     strongly_typed = hasattr(flags, "STRONGLY_TYPED")
-    graph_precision: Precision = precision if strongly_typed else "fp32"
     logger = trt.Logger(trt.Logger.WARNING)
     with torch.cuda.device(device_index(device)), tempfile.TemporaryDirectory() as tmp:
-        onnx_path = export_onnx(
-            loaded,
-            Path(tmp) / "network.onnx",
-            precision=graph_precision,
-            tile_shape=tile_shape,
-            batch_size=batch_size,
-            device=device,
-            fingerprint=fingerprint,
-        )
+        onnx_path = _export_graph(loaded, Path(tmp), spec, strongly_typed)
         builder = trt.Builder(logger)
-        if strongly_typed:
-            network = builder.create_network(1 << int(flags.STRONGLY_TYPED))
-        elif hasattr(flags, "EXPLICIT_BATCH"):  # TensorRT 8.x needs it for ONNX
-            network = builder.create_network(1 << int(flags.EXPLICIT_BATCH))
-        else:
-            network = builder.create_network(0)
-        parser = trt.OnnxParser(network, logger)
-        if not parser.parse_from_file(str(onnx_path)):
-            errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-            raise BackendError(f"TensorRT could not parse the ONNX graph: {errors}")
-        config = builder.create_builder_config()
-        if workspace_bytes is not None:
-            config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_bytes)
-        if precision == "fp32" and hasattr(trt.BuilderFlag, "TF32"):
-            config.clear_flag(trt.BuilderFlag.TF32)
-        if not strongly_typed and precision != "fp32":
-            _set_weak_precision(trt, network, config, precision)
+        # The parser owns the parsed weights: it stays alive until the engine is built.
+        network, _parser = _parse_network(trt, builder, logger, onnx_path, strongly_typed)
+        config = _builder_config(trt, builder, network, spec, strongly_typed)
         serialized = builder.build_serialized_network(network, config)
         if serialized is None:
             raise BackendError(
@@ -153,20 +132,85 @@ def build_engine(
         with open(tmp_engine, "wb") as fh:
             fh.write(memoryview(serialized))
         os.replace(tmp_engine, path)
+    _write_engine_manifest(trt, loaded, path, spec)
+    return path
+
+
+@dataclass(frozen=True, slots=True)
+class _EngineSpec:
+    """What :func:`build_engine` builds for: precision, GPU, static input shape, model."""
+
+    precision: Precision
+    device: str
+    tile_shape: TileShape
+    batch_size: int
+    workspace_bytes: int | None
+    fingerprint: str | None
+
+
+def _export_graph(loaded: LoadedModel, tmp: Path, spec: _EngineSpec, strongly_typed: bool) -> Path:
+    """Export the ONNX graph to parse: in ``spec.precision`` if strongly typed, else fp32."""
+    graph_precision: Precision = spec.precision if strongly_typed else "fp32"
+    return export_onnx(
+        loaded,
+        tmp / "network.onnx",
+        precision=graph_precision,
+        tile_shape=spec.tile_shape,
+        batch_size=spec.batch_size,
+        device=spec.device,
+        fingerprint=spec.fingerprint,
+    )
+
+
+def _parse_network(
+    trt: Any, builder: Any, logger: Any, onnx_path: Path, strongly_typed: bool
+) -> tuple[Any, Any]:
+    """The network definition filled from the ONNX graph at ``onnx_path``, and its parser."""
+    flags = trt.NetworkDefinitionCreationFlag
+    if strongly_typed:
+        network = builder.create_network(1 << int(flags.STRONGLY_TYPED))
+    elif hasattr(flags, "EXPLICIT_BATCH"):  # TensorRT 8.x needs it for ONNX
+        network = builder.create_network(1 << int(flags.EXPLICIT_BATCH))
+    else:
+        network = builder.create_network(0)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(onnx_path)):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise BackendError(f"TensorRT could not parse the ONNX graph: {errors}")
+    return network, parser
+
+
+def _builder_config(
+    trt: Any, builder: Any, network: Any, spec: _EngineSpec, strongly_typed: bool
+) -> Any:
+    """The builder config: workspace limit, no TF32 for fp32, weak precision flags."""
+    config = builder.create_builder_config()
+    if spec.workspace_bytes is not None:
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, spec.workspace_bytes)
+    if spec.precision == "fp32" and hasattr(trt.BuilderFlag, "TF32"):
+        config.clear_flag(trt.BuilderFlag.TF32)
+    if not strongly_typed and spec.precision != "fp32":
+        _set_weak_precision(trt, network, config, spec.precision)
+    return config
+
+
+def _write_engine_manifest(trt: Any, loaded: LoadedModel, path: Path, spec: _EngineSpec) -> None:
+    """Write the manifest ``<path>.json`` of the engine at ``path``."""
+    import torch
+
     write_manifest(
         path,
         build_manifest(
             loaded,
             "tensorrt",
-            precision,
-            device,
-            tile_shape=tile_shape,
-            batch_size=batch_size,
+            spec.precision,
+            spec.device,
+            tile_shape=spec.tile_shape,
+            batch_size=spec.batch_size,
             versions={"tensorrt": trt.__version__, "torch": torch.__version__},
-            fingerprint=fingerprint,
+            fingerprint=spec.fingerprint,
         ),
     )
-    return path
 
 
 def _set_weak_precision(trt: Any, network: Any, config: Any, precision: Precision) -> None:
