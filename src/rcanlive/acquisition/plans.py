@@ -173,73 +173,125 @@ def prepare(
         if plan.zstack.planes > 1
         else None
     )
-    planes = plan.zstack.planes
-    exp = plan.exposure_ms
-    tiles: list[dict[str, Any]] = []
-
-    def channel(p: Preset) -> useq.Channel:
-        return useq.Channel(group=ILLUMINATION_GROUP, config=p.name, exposure=exp)
-
     if isinstance(plan, LivePlan):
-        presets = [
-            resolve_illumination(rig, ch, _preset_name(ch), f"channels[{i}]")
-            for i, ch in enumerate(plan.channels)
-        ]
-        xy = plan.position_um or current_xy_um
-        _check_xy(rig, [xy], "position_um")
-        seq = useq.MDASequence(
-            stage_positions=(useq.Position(x=xy[0], y=xy[1], z=focus),),
-            z_plan=z_plan,
-            channels=tuple(channel(p) for p in presets),
-            time_plan=useq.TIntervalLoops(
-                interval=timedelta(seconds=plan.interval_s), loops=plan.volumes
-            ),
-            axis_order=tuple("tpcz"),
-        )
-        n_t, n_p = plan.volumes, 1
+        built = _live_sequence(plan, rig, focus, z_plan, current_xy_um)
     elif isinstance(plan, PairsPlan):
-        presets = [
-            resolve_illumination(rig, plan.low, "low", "low"),
-            resolve_illumination(rig, plan.high, "high", "high"),
-        ]
-        if presets[0].power_mw >= presets[1].power_mw:
-            raise PlanError("low.power must be below high.power")
-        _check_xy(rig, list(plan.positions_um), "positions_um")
-        seq = useq.MDASequence(
-            stage_positions=tuple(useq.Position(x=x, y=y, z=focus) for x, y in plan.positions_um),
-            z_plan=z_plan,
-            channels=tuple(channel(p) for p in presets),
-            time_plan=useq.TIntervalLoops(interval=timedelta(0), loops=plan.volumes_per_position),
-            axis_order=tuple("tpzc" if plan.switch == "plane" else "tpcz"),
-        )
-        n_t, n_p = plan.volumes_per_position, len(plan.positions_um)
+        built = _pairs_sequence(plan, rig, focus, z_plan)
     else:
-        fov_w = plan.camera_roi_px[0] * rig.pixel_size_um
-        fov_h = plan.camera_roi_px[1] * rig.pixel_size_um
-        overlap = 1 - plan.step_um / min(fov_w, fov_h)
-        if overlap < plan.min_overlap and not plan.force_overlap:
-            raise PlanError(
-                f"step_um: {plan.step_um:g} µm over a {min(fov_w, fov_h):.1f} µm field of "
-                f"view overlaps neighbours by {overlap:.0%}, below min_overlap "
-                f"{plan.min_overlap:.0%}; use step_um ≤ "
-                f"{min(fov_w, fov_h) * (1 - plan.min_overlap):.1f}, "
-                "or set force_overlap = true to accept it"
-            )
-        presets = [resolve_illumination(rig, plan.channel, _preset_name(plan.channel), "channel")]
-        tiles = tile_positions(plan)
-        _check_xy(
-            rig,
-            [(t["x_um"], t["y_um"]) for t in tiles],
-            "tiles (center_um, rows, columns, step_um)",
+        built = _tiling_sequence(plan, rig, focus, z_plan)
+    presets = built.presets
+    return PreparedPlan(
+        plan,
+        built.sequence,
+        presets,
+        focus,
+        built.n_t,
+        built.n_p,
+        len(presets),
+        plan.zstack.planes,
+        built.tiles,
+    )
+
+
+@dataclass(frozen=True)
+class _BuiltSequence:
+    """One plan kind's sequence, its presets, time points, positions and tiles."""
+
+    sequence: useq.MDASequence
+    presets: list[Preset]
+    n_t: int
+    n_p: int
+    tiles: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _channels(presets: list[Preset], exposure_ms: float) -> tuple[useq.Channel, ...]:
+    """One ``useq.Channel`` per preset, all at ``exposure_ms``."""
+    return tuple(
+        useq.Channel(group=ILLUMINATION_GROUP, config=p.name, exposure=exposure_ms) for p in presets
+    )
+
+
+def _live_sequence(
+    plan: LivePlan,
+    rig: RigConfig,
+    focus: float,
+    z_plan: useq.ZRangeAround | None,
+    current_xy_um: tuple[float, float],
+) -> _BuiltSequence:
+    """Time-lapse at one position (the plan's or the current one), every channel."""
+    presets = [
+        resolve_illumination(rig, ch, _preset_name(ch), f"channels[{i}]")
+        for i, ch in enumerate(plan.channels)
+    ]
+    xy = plan.position_um or current_xy_um
+    _check_xy(rig, [xy], "position_um")
+    seq = useq.MDASequence(
+        stage_positions=(useq.Position(x=xy[0], y=xy[1], z=focus),),
+        z_plan=z_plan,
+        channels=_channels(presets, plan.exposure_ms),
+        time_plan=useq.TIntervalLoops(
+            interval=timedelta(seconds=plan.interval_s), loops=plan.volumes
+        ),
+        axis_order=tuple("tpcz"),
+    )
+    return _BuiltSequence(seq, presets, plan.volumes, 1)
+
+
+def _pairs_sequence(
+    plan: PairsPlan, rig: RigConfig, focus: float, z_plan: useq.ZRangeAround | None
+) -> _BuiltSequence:
+    """Low/high illumination pairs at each position."""
+    presets = [
+        resolve_illumination(rig, plan.low, "low", "low"),
+        resolve_illumination(rig, plan.high, "high", "high"),
+    ]
+    if presets[0].power_mw >= presets[1].power_mw:
+        raise PlanError("low.power must be below high.power")
+    _check_xy(rig, list(plan.positions_um), "positions_um")
+    seq = useq.MDASequence(
+        stage_positions=tuple(useq.Position(x=x, y=y, z=focus) for x, y in plan.positions_um),
+        z_plan=z_plan,
+        channels=_channels(presets, plan.exposure_ms),
+        time_plan=useq.TIntervalLoops(interval=timedelta(0), loops=plan.volumes_per_position),
+        axis_order=tuple("tpzc" if plan.switch == "plane" else "tpcz"),
+    )
+    return _BuiltSequence(seq, presets, plan.volumes_per_position, len(plan.positions_um))
+
+
+def _check_overlap(rig: RigConfig, plan: TilingPlan) -> None:
+    """Refuse a tile step whose overlap is below ``min_overlap`` (unless forced)."""
+    fov_w = plan.camera_roi_px[0] * rig.pixel_size_um
+    fov_h = plan.camera_roi_px[1] * rig.pixel_size_um
+    overlap = 1 - plan.step_um / min(fov_w, fov_h)
+    if overlap < plan.min_overlap and not plan.force_overlap:
+        raise PlanError(
+            f"step_um: {plan.step_um:g} µm over a {min(fov_w, fov_h):.1f} µm field of "
+            f"view overlaps neighbours by {overlap:.0%}, below min_overlap "
+            f"{plan.min_overlap:.0%}; use step_um ≤ "
+            f"{min(fov_w, fov_h) * (1 - plan.min_overlap):.1f}, "
+            "or set force_overlap = true to accept it"
         )
-        seq = useq.MDASequence(
-            stage_positions=tuple(
-                useq.Position(x=t["x_um"], y=t["y_um"], z=focus, name=f"r{t['row']}c{t['col']}")
-                for t in tiles
-            ),
-            z_plan=z_plan,
-            channels=tuple(channel(p) for p in presets),
-            axis_order=tuple("pcz"),
-        )
-        n_t, n_p = 1, len(tiles)
-    return PreparedPlan(plan, seq, presets, focus, n_t, n_p, len(presets), planes, tiles)
+
+
+def _tiling_sequence(
+    plan: TilingPlan, rig: RigConfig, focus: float, z_plan: useq.ZRangeAround | None
+) -> _BuiltSequence:
+    """One volume per tile of a serpentine grid, after the overlap and stage checks."""
+    _check_overlap(rig, plan)
+    presets = [resolve_illumination(rig, plan.channel, _preset_name(plan.channel), "channel")]
+    tiles = tile_positions(plan)
+    _check_xy(
+        rig,
+        [(t["x_um"], t["y_um"]) for t in tiles],
+        "tiles (center_um, rows, columns, step_um)",
+    )
+    seq = useq.MDASequence(
+        stage_positions=tuple(
+            useq.Position(x=t["x_um"], y=t["y_um"], z=focus, name=f"r{t['row']}c{t['col']}")
+            for t in tiles
+        ),
+        z_plan=z_plan,
+        channels=_channels(presets, plan.exposure_ms),
+        axis_order=tuple("pcz"),
+    )
+    return _BuiltSequence(seq, presets, 1, len(tiles), tiles)

@@ -5,12 +5,33 @@ from __future__ import annotations
 import shlex
 import sys
 from pathlib import Path  # noqa: TC003  (typer resolves annotations at runtime)
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from .app import UserError, app, console
 from .options import parse_zyx
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from rich.table import Table
+
+    from ..inference import BackendInfo
+    from ..inference.benchmark import BenchResult
+    from ..model import LoadedModel
+
+_TABLE_COLUMNS = (
+    "backend",
+    "precision",
+    "volume",
+    "setup s",
+    "s/volume",
+    "Mvoxel/s",
+    "× eager fp32",
+    "peak MiB",
+    "note",
+)
 
 
 def _split(text: str) -> list[str]:
@@ -63,63 +84,16 @@ def bench_command(
     ] = None,
 ) -> None:
     """Run the benchmark and print the table."""
-    import platform
+    from ..inference import available_backends
+    from ..inference.benchmark import run_benchmark
 
-    import torch
-    from rich.table import Table
-
-    from ..inference import BACKEND_NAMES, available_backends
-    from ..inference.backends.devices import device_name, resolve_device
-    from ..inference.benchmark import BenchResult, format_markdown, run_benchmark
-    from ..model import RCAN3D, LoadedModel, PercentileNormalizer, load_checkpoint
-
-    shape_list = [parse_zyx(s, "--shapes") for s in _split(shapes)]
-    if not shape_list:
-        raise UserError("--shapes needs at least one ZxYxX shape")
+    shape_list = _shape_list(shapes)
     infos = {i.name: i for i in available_backends()}
-    if backends is None:
-        names = [n for n, i in infos.items() if i.available]
-    else:
-        names = _split(backends)
-        bad = [n for n in names if n not in BACKEND_NAMES[1:]]
-        if bad:
-            raise UserError(
-                f"unknown backend(s) {', '.join(bad)}; choose from {', '.join(BACKEND_NAMES[1:])}"
-            )
-    precision_list = _split(precisions) if precisions else None
-    for p in precision_list or []:
-        if p not in ("fp32", "bf16", "fp16"):
-            raise UserError(f"unknown precision {p!r}; choose from fp32, bf16, fp16")
-    try:
-        dev = resolve_device(device)
-    except (ValueError, RuntimeError) as exc:
-        raise UserError(str(exc)) from None
-    if model is not None:
-        loaded = load_checkpoint(model)
-    else:
-        torch.manual_seed(0)
-        net = RCAN3D().eval()
-        loaded = LoadedModel(net, net.config, PercentileNormalizer())
-    for name in names:
-        info = infos[name]
-        if not info.available:
-            console.print(f"[yellow]{name}[/]: not available here: {info.detail}")
-    header = (
-        f"device: {dev} ({device_name(dev)}), torch {torch.__version__}, "
-        f"{torch.get_num_threads()} intra-op threads, python {platform.python_version()}"
-    )
-    console.print(header, highlight=False)
-
-    def show(result: BenchResult) -> None:
-        if result.seconds is None:
-            console.print(f"{result.backend} {result.precision}: {result.note}", highlight=False)
-        else:
-            console.print(
-                f"{result.backend} {result.precision} {'x'.join(map(str, result.shape))}: "
-                f"{result.seconds:.3f} s/volume (setup {result.setup_s:.1f} s)",
-                highlight=False,
-            )
-
+    names = _backend_names(backends, infos)
+    precision_list = _precision_list(precisions)
+    dev = _resolve_device(device)
+    loaded = _load_model(model)
+    header = _print_header(names, infos, dev)
     results = run_benchmark(
         loaded,
         shape_list,  # type: ignore[arg-type]
@@ -131,20 +105,106 @@ def bench_command(
         tile_shape=parse_zyx(tile, "--tile"),
         batch_size=batch_size,
         cache_dir=cache_dir,
-        on_result=show,
+        on_result=_show_result,
     )
+    _print_table(_results_table(results))
+    if markdown is not None:
+        _write_markdown(markdown, header, results)
+
+
+def _shape_list(shapes: str) -> list[tuple[int, int, int] | None]:
+    """The volume shapes of ``--shapes``; at least one."""
+    shape_list = [parse_zyx(s, "--shapes") for s in _split(shapes)]
+    if not shape_list:
+        raise UserError("--shapes needs at least one ZxYxX shape")
+    return shape_list
+
+
+def _backend_names(backends: str | None, infos: dict[str, BackendInfo]) -> list[str]:
+    """The backends to run: those named (checked), or every available one."""
+    from ..inference import BACKEND_NAMES
+
+    if backends is None:
+        return [n for n, i in infos.items() if i.available]
+    names = _split(backends)
+    bad = [n for n in names if n not in BACKEND_NAMES[1:]]
+    if bad:
+        raise UserError(
+            f"unknown backend(s) {', '.join(bad)}; choose from {', '.join(BACKEND_NAMES[1:])}"
+        )
+    return names
+
+
+def _precision_list(precisions: str | None) -> list[str] | None:
+    """The precisions named (checked), or ``None`` for each backend's defaults."""
+    precision_list = _split(precisions) if precisions else None
+    for p in precision_list or []:
+        if p not in ("fp32", "bf16", "fp16"):
+            raise UserError(f"unknown precision {p!r}; choose from fp32, bf16, fp16")
+    return precision_list
+
+
+def _resolve_device(device: str) -> str:
+    """The concrete device ``--device`` names."""
+    from ..inference.backends.devices import resolve_device
+
+    try:
+        return resolve_device(device)
+    except (ValueError, RuntimeError) as exc:
+        raise UserError(str(exc)) from None
+
+
+def _load_model(model: Path | None) -> LoadedModel:
+    """The checkpoint at ``model``, or a default-size RCAN with seeded random weights."""
+    import torch
+
+    from ..model import RCAN3D, LoadedModel, PercentileNormalizer, load_checkpoint
+
+    if model is not None:
+        return load_checkpoint(model)
+    torch.manual_seed(0)
+    net = RCAN3D().eval()
+    return LoadedModel(net, net.config, PercentileNormalizer())
+
+
+def _print_header(names: Sequence[str], infos: dict[str, BackendInfo], dev: str) -> str:
+    """Say which named backends are unavailable, then print and return the header line."""
+    import platform
+
+    import torch
+
+    from ..inference.backends.devices import device_name
+
+    for name in names:
+        info = infos[name]
+        if not info.available:
+            console.print(f"[yellow]{name}[/]: not available here: {info.detail}")
+    header = (
+        f"device: {dev} ({device_name(dev)}), torch {torch.__version__}, "
+        f"{torch.get_num_threads()} intra-op threads, python {platform.python_version()}"
+    )
+    console.print(header, highlight=False)
+    return header
+
+
+def _show_result(result: BenchResult) -> None:
+    """Print one result as soon as it is measured."""
+    if result.seconds is None:
+        console.print(f"{result.backend} {result.precision}: {result.note}", highlight=False)
+    else:
+        console.print(
+            f"{result.backend} {result.precision} {'x'.join(map(str, result.shape))}: "
+            f"{result.seconds:.3f} s/volume (setup {result.setup_s:.1f} s)",
+            highlight=False,
+        )
+
+
+def _results_table(results: Sequence[BenchResult]) -> Table:
+    """The results as a rich table."""
+    from rich.table import Table
+
     table = Table(title="rcanlive bench")
-    for col in (
-        "backend",
-        "precision",
-        "volume",
-        "setup s",
-        "s/volume",
-        "Mvoxel/s",
-        "× eager fp32",
-        "peak MiB",
-        "note",
-    ):
+    for col in _TABLE_COLUMNS:
         table.add_column(
             col, justify="left" if col in ("backend", "precision", "note") else "right"
         )
@@ -160,16 +220,24 @@ def bench_command(
             "" if r.peak_bytes is None else f"{r.peak_bytes / 2**20:.0f}",
             r.note,
         )
+    return table
+
+
+def _print_table(table: Table) -> None:
+    """Print ``table`` to stdout, wide enough for every column."""
     import shutil
 
     from rich.console import Console
 
     # Wide enough for every column even when stdout is not a terminal (80 by default).
     Console(width=max(shutil.get_terminal_size().columns, 130)).print(table)
-    if markdown is not None:
-        command = "rcanlive " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-        markdown.parent.mkdir(parents=True, exist_ok=True)
-        markdown.write_text(
-            f"`{command}`\n\n{header}\n\n{format_markdown(results)}", encoding="utf-8"
-        )
-        console.print(f"wrote {markdown}", highlight=False)
+
+
+def _write_markdown(markdown: Path, header: str, results: Sequence[BenchResult]) -> None:
+    """Write the command line, the header and the results table as markdown."""
+    from ..inference.benchmark import format_markdown
+
+    command = "rcanlive " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    markdown.parent.mkdir(parents=True, exist_ok=True)
+    markdown.write_text(f"`{command}`\n\n{header}\n\n{format_markdown(results)}", encoding="utf-8")
+    console.print(f"wrote {markdown}", highlight=False)

@@ -136,6 +136,37 @@ def check_dataset(
     report = CheckReport(ds.path, ds.kind, ds.status, expected=ds.expected_volumes())
     report.problems.extend(ds.problems)
     holder = ds.locked_by()
+    _note_run_state(ds, report, holder)
+    _note_repair(ds, report)
+    logged = ds.logged()
+    restored = {k: r for k, r in ds.restoration_records().items() if r.get("status") == "restored"}
+    counter = _Counter(progress, len(logged) + len(restored))
+    _check_logged(ds, logged, report, verify, counter)
+    _check_unlogged(ds, logged, report, holder is not None)
+    _check_restored(ds, restored, report, verify, counter)
+    _check_restoration_summary(ds, report)
+    return report
+
+
+@dataclass
+class _Counter:
+    """Counts the volumes checked and reports ``(done, total)`` to ``progress``."""
+
+    progress: Callable[[int, int], None] | None
+    total: int
+    done: int = 0
+
+    def step(self) -> None:
+        """One more volume checked."""
+        self.done += 1
+        if self.progress is not None:
+            self.progress(self.done, self.total)
+
+
+def _note_run_state(
+    ds: Dataset, report: CheckReport, holder: tuple[int | None, str] | None
+) -> None:
+    """Note a run writing the dataset now, or one that stopped without finishing."""
     if holder is not None:
         pid, owner = holder
         report.notes.append(
@@ -153,11 +184,16 @@ def check_dataset(
                 "the one it was writing when it stopped is not listed",
             )
         )
-    _note_repair(ds, report)
-    logged = ds.logged()
-    restored = {k: r for k, r in ds.restoration_records().items() if r.get("status") == "restored"}
-    total = len(logged) + len(restored)
-    done = 0
+
+
+def _check_logged(
+    ds: Dataset,
+    logged: dict[Key, dict[str, Any]],
+    report: CheckReport,
+    verify: bool,
+    counter: _Counter,
+) -> None:
+    """Check every raw volume the log lists; note those without checksums."""
     unchecked = 0
     report.logged = len(logged)
     for key, record in logged.items():
@@ -171,9 +207,7 @@ def check_dataset(
         else:
             report.damaged += 1
             report.problems.append(_damage_problem(damage, "raw"))
-        done += 1
-        if progress is not None:
-            progress(done, total)
+        counter.step()
     if unchecked:
         report.notes.append(
             Problem(
@@ -182,7 +216,16 @@ def check_dataset(
                 "them, or recovered by --repair): only the presence of their chunks is checked",
             )
         )
-    _check_unlogged(ds, logged, report, holder is not None)
+
+
+def _check_restored(
+    ds: Dataset,
+    restored: dict[Key, dict[str, Any]],
+    report: CheckReport,
+    verify: bool,
+    counter: _Counter,
+) -> None:
+    """Check every restored volume ``restored.jsonl`` lists."""
     report.restored_listed = len(restored)
     for key in restored:
         damage = _check_volume(ds, key, "restored", verify)
@@ -191,11 +234,7 @@ def check_dataset(
         else:
             report.restored_damaged += 1
             report.problems.append(_damage_problem(damage, "restored"))
-        done += 1
-        if progress is not None:
-            progress(done, total)
-    _check_restoration_summary(ds, report)
-    return report
+        counter.step()
 
 
 def _check_volume(ds: Dataset, key: Key, image: str, verify: bool) -> DamagedVolume | None:
@@ -401,37 +440,8 @@ def repair_log(path: str | Path, *, owner: str = "rcanlive check --repair") -> R
         ds = _open(root)
         old = ds.logged()
         written = ds.expected_volumes() or 0
-        keep: list[dict[str, Any]] = []
-        verified = unverified = 0
-        lost: list[Key] = []
-        for key in possible_keys(ds):
-            record = old.get(key)
-            try:
-                if record is not None and record.get(CHECKSUM_FIELD) is not None:
-                    if _check_volume(ds, key, "raw", verify=True) is None:
-                        keep.append(record)
-                        verified += 1
-                    else:
-                        lost.append(key)
-                    continue
-                if _all_present_fast(ds, key):
-                    keep.append(record if record is not None else _recovered_record(ds, key))
-                    unverified += 1
-                elif record is not None:
-                    lost.append(key)
-            except (KeyError, IndexError):
-                continue
-        log = root / LOG_NAME
-        backup = None
-        if log.exists():
-            backup = root / f"{LOG_NAME}.bak"
-            shutil.copy2(log, backup)
-        tmp = root / f"{LOG_NAME}.tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.writelines(json.dumps(r) + "\n" for r in keep)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, log)
+        keep, verified, unverified, lost = _sort_volumes(ds, old)
+        backup = _write_log(root, keep)
         result = RepairResult(root, len(keep), verified, unverified, lost, backup)
         annotate(
             root,
@@ -445,3 +455,46 @@ def repair_log(path: str | Path, *, owner: str = "rcanlive check --repair") -> R
             },
         )
         return result
+
+
+def _sort_volumes(
+    ds: Dataset, old: dict[Key, dict[str, Any]]
+) -> tuple[list[dict[str, Any]], int, int, list[Key]]:
+    """Records to keep, how many verified and unverified, and the volumes lost."""
+    keep: list[dict[str, Any]] = []
+    verified = unverified = 0
+    lost: list[Key] = []
+    for key in possible_keys(ds):
+        record = old.get(key)
+        try:
+            if record is not None and record.get(CHECKSUM_FIELD) is not None:
+                if _check_volume(ds, key, "raw", verify=True) is None:
+                    keep.append(record)
+                    verified += 1
+                else:
+                    lost.append(key)
+                continue
+            if _all_present_fast(ds, key):
+                keep.append(record if record is not None else _recovered_record(ds, key))
+                unverified += 1
+            elif record is not None:
+                lost.append(key)
+        except (KeyError, IndexError):
+            continue
+    return keep, verified, unverified, lost
+
+
+def _write_log(root: Path, keep: list[dict[str, Any]]) -> Path | None:
+    """Back up the old log, then replace it atomically by ``keep``; return the backup."""
+    log = root / LOG_NAME
+    backup = None
+    if log.exists():
+        backup = root / f"{LOG_NAME}.bak"
+        shutil.copy2(log, backup)
+    tmp = root / f"{LOG_NAME}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.writelines(json.dumps(r) + "\n" for r in keep)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, log)
+    return backup

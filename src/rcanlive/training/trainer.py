@@ -209,6 +209,46 @@ def train(
             torch.distributed.destroy_process_group()
 
 
+@dataclass(frozen=True, slots=True)
+class _TrainingData:
+    """The split pairs, their normalised volumes, the validation patches and the loader."""
+
+    train_pairs: list[VolumePair]
+    val_pairs: list[VolumePair]
+    normalizer: PercentileNormalizer
+    sampler: PatchSampler
+    train_volumes: list[PreparedVolume]
+    val_patches: list[tuple[np.ndarray, np.ndarray]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Optimisation:
+    """The network and what trains it."""
+
+    model_config: ModelConfig
+    net: RCAN3D
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    loss_fn: nn.Module
+
+
+@dataclass(frozen=True, slots=True)
+class _Run:
+    """Everything the epoch loop needs, set up by :func:`_train`."""
+
+    config: TrainingConfig
+    dist_ctx: _Distributed
+    device: torch.device
+    amp_dtype: torch.dtype | None
+    data: _TrainingData
+    dataset: PatchDataset
+    loader: DataLoader[tuple[torch.Tensor, torch.Tensor]]
+    parts: _Optimisation
+    model: nn.Module
+    metadata_base: dict[str, Any]
+
+
 def _train(
     config: TrainingConfig,
     dist_ctx: _Distributed,
@@ -217,6 +257,7 @@ def _train(
     pairs: Sequence[VolumePair] | None,
     console: Console | None,
 ) -> TrainingResult:
+    """Set up data and model, run the epochs and plot the history."""
     out = Path(config.output_dir)
     result = TrainingResult(out, out / "best.pt", out / "last.pt", out / "loss.png")
     result.rank = dist_ctx.rank
@@ -226,6 +267,37 @@ def _train(
     torch.manual_seed(config.seed)
 
     # --- data ---------------------------------------------------------------
+    data = _load_data(config, pairs)
+    result.raw_psnr = float(np.mean([psnr(h, lo) for lo, h in data.val_patches]))
+    result.raw_ssim = float(np.mean([ssim(h, lo) for lo, h in data.val_patches]))
+    dataset, loader = _make_loader(config, data, dist_ctx, device)
+
+    # --- model and optimisation -----------------------------------------------
+    parts = _build_optimisation(config, device, amp_dtype)
+    start_epoch = 1
+    if resume:
+        start_epoch = _restore(result, parts, device)
+    model: nn.Module = parts.net
+    if dist_ctx.enabled:
+        model = nn.parallel.DistributedDataParallel(
+            parts.net, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    metadata_base = _metadata_base(config, result, data, amp_dtype, dist_ctx)
+    if dist_ctx.is_main:
+        _log_start(data, metadata_base["precision"], device, dist_ctx, result.raw_psnr)
+
+    # --- loop -----------------------------------------------------------------
+    run = _Run(
+        config, dist_ctx, device, amp_dtype, data, dataset, loader, parts, model, metadata_base
+    )
+    _run_epochs(run, result, start_epoch, console)
+    if dist_ctx.is_main:
+        plot_history(result.history, result.loss_plot, raw_psnr=result.raw_psnr)
+    return result
+
+
+def _load_data(config: TrainingConfig, pairs: Sequence[VolumePair] | None) -> _TrainingData:
+    """Read and split the pairs, normalise them and cut the fixed validation patches."""
     all_pairs = list(pairs) if pairs is not None else load_training_pairs(config)
     train_pairs, val_pairs = split_pairs(
         all_pairs,
@@ -242,11 +314,17 @@ def _train(
     val_patches = _validation_patches(
         prepare(val_pairs, normalizer), sampler, config.data.validation_patches, config.seed
     )
-    result.raw_psnr = float(np.mean([psnr(h, lo) for lo, h in val_patches]))
-    result.raw_ssim = float(np.mean([ssim(h, lo) for lo, h in val_patches]))
+    return _TrainingData(train_pairs, val_pairs, normalizer, sampler, train_volumes, val_patches)
 
+
+def _make_loader(
+    config: TrainingConfig, data: _TrainingData, dist_ctx: _Distributed, device: torch.device
+) -> tuple[PatchDataset, DataLoader[tuple[torch.Tensor, torch.Tensor]]]:
+    """The epoch's random patch dataset and its loader (sharded across ranks)."""
     per_rank = config.steps_per_epoch * config.batch_size
-    dataset = PatchDataset(train_volumes, sampler, per_rank * dist_ctx.world_size, seed=config.seed)
+    dataset = PatchDataset(
+        data.train_volumes, data.sampler, per_rank * dist_ctx.world_size, seed=config.seed
+    )
     shard: DistributedSampler[int] | None = (
         DistributedSampler(
             dataset, num_replicas=dist_ctx.world_size, rank=dist_ctx.rank, shuffle=False
@@ -263,48 +341,68 @@ def _train(
         pin_memory=device.type == "cuda",
         drop_last=True,
     )
+    return dataset, loader
 
-    # --- model and optimisation -----------------------------------------------
+
+def _build_optimisation(
+    config: TrainingConfig, device: torch.device, amp_dtype: torch.dtype | None
+) -> _Optimisation:
+    """The network on ``device`` with Adam, the step-halving schedule, scaler and loss."""
     model_config = ModelConfig(**config.model.model_dump())
     net = RCAN3D.from_config(model_config).to(device)
     optimizer = torch.optim.Adam(net.parameters(), lr=config.learning_rate)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.lr_step, gamma=0.5)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype is torch.float16)
     loss_fn: nn.Module = nn.L1Loss() if config.loss == "mae" else nn.MSELoss()
+    return _Optimisation(model_config, net, optimizer, scheduler, scaler, loss_fn)
 
-    start_epoch = 1
-    if resume:
-        start_epoch = _restore(result, net, model_config, optimizer, scheduler, scaler, device)
-    model: nn.Module = net
-    if dist_ctx.enabled:
-        model = nn.parallel.DistributedDataParallel(
-            net, device_ids=[device.index] if device.type == "cuda" else None
-        )
 
-    metadata_base = {
+def _metadata_base(
+    config: TrainingConfig,
+    result: TrainingResult,
+    data: _TrainingData,
+    amp_dtype: torch.dtype | None,
+    dist_ctx: _Distributed,
+) -> dict[str, Any]:
+    """Checkpoint metadata shared by every epoch."""
+    return {
         "training_config": config.model_dump(mode="json"),
         "raw_psnr": result.raw_psnr,
         "raw_ssim": result.raw_ssim,
-        "train_pairs": [p.name for p in train_pairs],
-        "validation_pairs": [p.name for p in val_pairs],
+        "train_pairs": [p.name for p in data.train_pairs],
+        "validation_pairs": [p.name for p in data.val_pairs],
         "precision": str(amp_dtype or torch.float32).removeprefix("torch."),
         "world_size": dist_ctx.world_size,
         "distributed": dist_ctx.enabled,
     }
-    if dist_ctx.is_main:
-        logger.info(
-            "training %d pairs (%d held out), patch %s, %s on %s x%d; raw PSNR %.2f dB",
-            len(train_pairs),
-            len(val_pairs),
-            sampler.shape_for(train_volumes[0].high.shape),
-            metadata_base["precision"],
-            device,
-            dist_ctx.world_size,
-            result.raw_psnr,
-        )
 
-    # --- loop -----------------------------------------------------------------
-    show = config.progress and dist_ctx.is_main
+
+def _log_start(
+    data: _TrainingData,
+    precision: str,
+    device: torch.device,
+    dist_ctx: _Distributed,
+    raw_psnr: float,
+) -> None:
+    """Log what is about to be trained, and the raw-input baseline."""
+    logger.info(
+        "training %d pairs (%d held out), patch %s, %s on %s x%d; raw PSNR %.2f dB",
+        len(data.train_pairs),
+        len(data.val_pairs),
+        data.sampler.shape_for(data.train_volumes[0].high.shape),
+        precision,
+        device,
+        dist_ctx.world_size,
+        raw_psnr,
+    )
+
+
+def _run_epochs(
+    run: _Run, result: TrainingResult, start_epoch: int, console: Console | None
+) -> None:
+    """Train epochs ``start_epoch``..``epochs``, recording, saving and logging each."""
+    config = run.config
+    show = config.progress and run.dist_ctx.is_main
     with _progress(show, console) as progress:
         task = progress.add_task(
             "training",
@@ -314,44 +412,54 @@ def _train(
             psnr=result.history[-1].val_psnr if result.history else math.nan,
         )
         for epoch in range(start_epoch, config.epochs + 1):
-            t0 = time.perf_counter()
-            dataset.set_epoch(epoch)
-            model.train()
-            total, count = 0.0, 0
-            for low, high in loader:
-                loss = train_step(model, optimizer, scaler, loss_fn, low, high, amp_dtype)
-                total += float(loss)
-                count += 1
-                progress.update(task, advance=1, loss=total / count)
-            lr = optimizer.param_groups[0]["lr"]
-            scheduler.step()
-            train_loss = _mean_across_ranks(total / max(count, 1), device, dist_ctx)
-            val_loss, val_psnr, val_ssim = _validate(net, val_patches, loss_fn, device, amp_dtype)
-            record = EpochRecord(
-                epoch, train_loss, val_loss, val_psnr, val_ssim, lr, time.perf_counter() - t0
-            )
+            record = _run_epoch(run, epoch, progress, task)
             result.history.append(record)
-            progress.update(task, psnr=val_psnr)
-            improved = val_psnr > result.best_psnr
+            progress.update(task, psnr=record.val_psnr)
+            improved = record.val_psnr > result.best_psnr
             if improved:
-                result.best_psnr, result.best_epoch = val_psnr, epoch
-            if dist_ctx.is_main:
-                _save_epoch(
-                    result, net, normalizer, metadata_base, optimizer, scheduler, scaler, improved
-                )
-                logger.info(
-                    "epoch %d/%d loss %.4f val %.4f PSNR %.2f dB SSIM %.4f (%.1f s)",
-                    epoch,
-                    config.epochs,
-                    train_loss,
-                    val_loss,
-                    val_psnr,
-                    val_ssim,
-                    record.seconds,
-                )
-    if dist_ctx.is_main:
-        plot_history(result.history, result.loss_plot, raw_psnr=result.raw_psnr)
-    return result
+                result.best_psnr, result.best_epoch = record.val_psnr, epoch
+            if run.dist_ctx.is_main:
+                _save_epoch(result, run, improved)
+                _log_epoch(record, config.epochs)
+
+
+def _run_epoch(run: _Run, epoch: int, progress: Any, task: int) -> EpochRecord:
+    """Train one epoch, step the schedule and validate; return the epoch's record."""
+    parts = run.parts
+    t0 = time.perf_counter()
+    run.dataset.set_epoch(epoch)
+    run.model.train()
+    total, count = 0.0, 0
+    for low, high in run.loader:
+        loss = train_step(
+            run.model, parts.optimizer, parts.scaler, parts.loss_fn, low, high, run.amp_dtype
+        )
+        total += float(loss)
+        count += 1
+        progress.update(task, advance=1, loss=total / count)
+    lr = parts.optimizer.param_groups[0]["lr"]
+    parts.scheduler.step()
+    train_loss = _mean_across_ranks(total / max(count, 1), run.device, run.dist_ctx)
+    val_loss, val_psnr, val_ssim = _validate(
+        parts.net, run.data.val_patches, parts.loss_fn, run.device, run.amp_dtype
+    )
+    return EpochRecord(
+        epoch, train_loss, val_loss, val_psnr, val_ssim, lr, time.perf_counter() - t0
+    )
+
+
+def _log_epoch(record: EpochRecord, epochs: int) -> None:
+    """Log one epoch's figures."""
+    logger.info(
+        "epoch %d/%d loss %.4f val %.4f PSNR %.2f dB SSIM %.4f (%.1f s)",
+        record.epoch,
+        epochs,
+        record.train_loss,
+        record.val_loss,
+        record.val_psnr,
+        record.val_ssim,
+        record.seconds,
+    )
 
 
 def train_step(
@@ -452,19 +560,12 @@ def _mean_across_ranks(value: float, device: torch.device, ctx: _Distributed) ->
     return float(t.item()) / ctx.world_size
 
 
-def _save_epoch(
-    result: TrainingResult,
-    net: RCAN3D,
-    normalizer: PercentileNormalizer,
-    metadata_base: dict[str, Any],
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler,
-    scaler: torch.amp.GradScaler,
-    improved: bool,
-) -> None:
+def _save_epoch(result: TrainingResult, run: _Run, improved: bool) -> None:
+    """Write ``last.pt`` (and ``best.pt`` if ``improved``) and ``history.json``."""
+    parts = run.parts
     record = result.history[-1]
     metadata = {
-        **metadata_base,
+        **run.metadata_base,
         "epoch": record.epoch,
         "metrics": asdict(record),
         "best_epoch": result.best_epoch,
@@ -472,16 +573,17 @@ def _save_epoch(
     }
     state = {
         "epoch": record.epoch,
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
-        "scaler": scaler.state_dict(),
+        "optimizer": parts.optimizer.state_dict(),
+        "scheduler": parts.scheduler.state_dict(),
+        "scaler": parts.scaler.state_dict(),
         "history": [asdict(r) for r in result.history],
         "best_epoch": result.best_epoch,
         "best_psnr": result.best_psnr,
     }
-    save_checkpoint(result.last_checkpoint, net, normalizer, metadata, training_state=state)
+    normalizer = run.data.normalizer
+    save_checkpoint(result.last_checkpoint, parts.net, normalizer, metadata, training_state=state)
     if improved:
-        save_checkpoint(result.best_checkpoint, net, normalizer, metadata)
+        save_checkpoint(result.best_checkpoint, parts.net, normalizer, metadata)
     history = {
         "raw_psnr": result.raw_psnr,
         "raw_ssim": result.raw_ssim,
@@ -490,16 +592,9 @@ def _save_epoch(
     (result.output_dir / "history.json").write_text(json.dumps(history, indent=1))
 
 
-def _restore(
-    result: TrainingResult,
-    net: RCAN3D,
-    model_config: ModelConfig,
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler,
-    scaler: torch.amp.GradScaler,
-    device: torch.device,
-) -> int:
+def _restore(result: TrainingResult, parts: _Optimisation, device: torch.device) -> int:
     """Load ``last.pt`` into the training objects; return the next epoch."""
+    model_config = parts.model_config
     path = result.last_checkpoint
     if not path.is_file():
         raise FileNotFoundError(f"cannot resume: no {path.name} in {path.parent}")
@@ -512,10 +607,10 @@ def _restore(
     state = loaded.training_state
     if not state:
         raise ValueError(f"cannot resume from {path}: it holds no training state")
-    net.load_state_dict(loaded.model.state_dict())
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    scaler.load_state_dict(state["scaler"])
+    parts.net.load_state_dict(loaded.model.state_dict())
+    parts.optimizer.load_state_dict(state["optimizer"])
+    parts.scheduler.load_state_dict(state["scheduler"])
+    parts.scaler.load_state_dict(state["scaler"])
     result.history = [EpochRecord(**r) for r in state["history"]]
     result.best_epoch = int(state["best_epoch"])
     result.best_psnr = float(state["best_psnr"])
