@@ -167,6 +167,8 @@ def run_with_progress(
     plan on a worker thread; closing the window cancels the run cleanly (lasers off).
     ``report``: write ``DATASET/report.html`` (bleaching, SNR) at the end.
     """
+    from rich.progress import Progress
+
     from ..acquisition.runner import AcquisitionError, dataset_path
     from ..microscope.rig import RigError, open_rig
 
@@ -175,8 +177,7 @@ def run_with_progress(
 
         require_qt()  # before anything moves
     _plan, rig_config, prepared = load_and_prepare(kind, config, simulate, out, realtime)
-    path = dataset_path(prepared)
-    _check_output(path, overwrite)
+    path = _check_output(dataset_path(prepared), overwrite)
     console.print(prepared.describe(), highlight=False)
     live = _live_restoration(prepared, restore)
     try:
@@ -186,25 +187,51 @@ def run_with_progress(
             live.finish()
         raise UserError(str(exc)) from None
     feed = _dashboard_feed(rig_config, path, live) if (dashboard or report) else None
+    summary = None
     try:
-        result = _acquire_with_progress(rig, prepared, overwrite, live, feed, dashboard)
+        # the bars stay up while the workers drain their queue after the run
+        with Progress(*_progress_columns(), console=console, transient=False) as bar:
+            try:
+                result = _acquire_with_progress(
+                    bar, rig, prepared, overwrite, live, feed, dashboard
+                )
+            finally:
+                rig.close()
+                if live is not None:
+                    summary = live.finish()
     except AcquisitionError as exc:
         console.print(f"[bold red]error:[/] {exc}", highlight=False)
         raise typer.Exit(1) from None
     finally:
-        rig.close()
-        if live is not None:
-            _print_restoration(live.finish())
-        if feed is not None:
-            feed.close()
-            if report and path.exists():
-                _write_report(feed.model, path)
+        _after_run(summary, feed, path if report else None)
     _print_result(result)
     return result
 
 
-def _check_output(path: Path, overwrite: bool) -> None:
-    """Refuse a dataset another process is writing, or one that exists (unless overwrite)."""
+def _progress_columns() -> tuple[Any, ...]:
+    """Description, bar, N/M and time left."""
+    from rich.progress import BarColumn, MofNCompleteColumn, TimeRemainingColumn
+
+    return (
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+    )
+
+
+def _after_run(summary: dict[str, Any] | None, feed: Any, report: Path | None) -> None:
+    """Say what restoration did, stop the dashboard feed, write ``report.html``."""
+    if summary is not None:
+        _print_restoration(summary)
+    if feed is not None:
+        feed.close()
+        if report is not None and report.exists():
+            _write_report(feed.model, report)
+
+
+def _check_output(path: Path, overwrite: bool) -> Path:
+    """``path``, unless another process is writing it, or it exists (and not overwrite)."""
     from ..storage.errors import DatasetLocked
     from ..storage.lock import locked_by
 
@@ -213,57 +240,55 @@ def _check_output(path: Path, overwrite: bool) -> None:
         raise UserError(str(DatasetLocked(path, *holder)))
     if path.exists() and not overwrite:
         raise UserError(f"{path} already exists; pass --overwrite or change storage.name")
+    return path
 
 
 def _acquire_with_progress(
-    rig: Any, prepared: PreparedPlan, overwrite: bool, live: Any, feed: Any, dashboard: bool
+    bar: Any,
+    rig: Any,
+    prepared: PreparedPlan,
+    overwrite: bool,
+    live: Any,
+    feed: Any,
+    dashboard: bool,
 ) -> RunResult:
     """Run the plan with progress rows (frames, volumes, restored) and, if asked, the
     dashboard; restoration and the dashboard are fed by listeners."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
     from ..acquisition.runner import run_plan
 
-    columns = (
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=console, transient=False) as bar:
-        frames = bar.add_task("frames", total=prepared.n_frames)
-        volumes = bar.add_task("volumes", total=prepared.n_volumes)
-        listeners: list[Any] = [lambda v: bar.advance(volumes)]
+    frames = bar.add_task("frames", total=prepared.n_frames)
+    volumes = bar.add_task("volumes", total=prepared.n_volumes)
+    listeners: list[Any] = [lambda v: bar.advance(volumes)]
+    if live is not None:
+        listeners.append(live.submit)
+        live.listeners.append(_restoration_progress(bar, prepared.n_volumes))
+    if feed is not None:
+        listeners.append(feed.on_volume)
         if live is not None:
-            listeners.append(live.submit)
-            live.listeners.append(_restoration_progress(bar, prepared.n_volumes))
+            live.listeners.append(feed.on_restoration)
+
+    def on_frame(n: int) -> None:
+        bar.update(frames, completed=n)
         if feed is not None:
-            listeners.append(feed.on_volume)
-            if live is not None:
-                live.listeners.append(feed.on_restoration)
+            feed.on_frame(n)
 
-        def on_frame(n: int) -> None:
-            bar.update(frames, completed=n)
-            if feed is not None:
-                feed.on_frame(n)
+    def acquire() -> RunResult:
+        return run_plan(
+            rig,
+            prepared,
+            overwrite=overwrite,
+            on_frame=on_frame,
+            listeners=listeners,
+            writer_hook=live.attach if live is not None else None,
+        )
 
-        def acquire() -> RunResult:
-            return run_plan(
-                rig,
-                prepared,
-                overwrite=overwrite,
-                on_frame=on_frame,
-                listeners=listeners,
-                writer_hook=live.attach if live is not None else None,
-            )
+    if not (dashboard and feed is not None):
+        return acquire()
+    from ..dashboard.app import Session, headless
 
-        if not (dashboard and feed is not None):
-            return acquire()
-        from ..dashboard.app import Session, headless
-
-        # nobody can close an offscreen window: it closes when the run ends
-        session = Session(feed.model, acquire, rig.core.mda.cancel, not headless())
-        return session.exec()  # type: ignore[no-any-return]
+    # nobody can close an offscreen window: it closes when the run ends
+    session = Session(feed.model, acquire, rig.core.mda.cancel, not headless())
+    return session.exec()  # type: ignore[no-any-return]
 
 
 def _print_result(result: RunResult) -> None:

@@ -137,6 +137,26 @@ def _read(path: Path) -> Stack:
         raise UserError(str(exc)) from None
 
 
+def _tile_columns() -> tuple[Any, ...]:
+    """Progress columns for a file restored tile by tile."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    return (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("tiles"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+
+
 def _restore_tiffs(
     jobs: list[tuple[Path, Path]],
     make_backend: Callable[[tuple[int, ...]], Backend],
@@ -147,14 +167,7 @@ def _restore_tiffs(
     output: str,
     overwrite: bool,
 ) -> None:
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+    from rich.progress import Progress
 
     from ..inference import BackendError
     from ..inference.stacks import StackError, restore_stack, write_stack
@@ -169,16 +182,8 @@ def _restore_tiffs(
         f"{backend.device}",
         highlight=False,
     )
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("tiles"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-    )
     try:
-        with Progress(*columns, console=console) as bar:
+        with Progress(*_tile_columns(), console=console) as bar:
             for number, (source, target) in enumerate(jobs):
                 stack = first if number == 0 else _read(source)
                 task = bar.add_task(source.name, total=None)
