@@ -86,7 +86,7 @@ def test_bad_config(name, tmp_path, capsys, monkeypatch):
 
 
 def test_force_overlap_accepts(tmp_path, monkeypatch):
-    from rcanlive.cli.acquire import load_and_prepare
+    from rcanlive.cli.running import load_and_prepare
 
     cfg = tmp_path / "tile.toml"
     cfg.write_text(

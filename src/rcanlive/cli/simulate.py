@@ -85,6 +85,6 @@ def pairs_command(
 
     Example: rcanlive simulate pairs --out data --config configs/training-pairs.toml
     """
-    from .acquire import run_with_progress
+    from .running import run_with_progress
 
     run_with_progress("pairs", config, True, out, overwrite, realtime=False)
