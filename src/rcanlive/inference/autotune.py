@@ -146,6 +146,7 @@ def _cache_file(recipe: BackendRecipe, device: str, threads: int, fingerprint: s
     from .backends import default_cache_dir
 
     key = {
+        "format": 2,  # bump when a Trial's fields change meaning
         "device": device_model(device),
         "versions": _versions(),
         "model": fingerprint,
