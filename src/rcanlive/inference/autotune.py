@@ -119,12 +119,15 @@ def agreement_db(out: np.ndarray, reference: np.ndarray) -> float:
 
 
 def _time(backend: Backend, batch: np.ndarray, repeats: int) -> tuple[float, np.ndarray]:
-    out = backend.predict(batch)  # warm-up (first calls allocate, autotune kernels)
+    """Best of ``repeats`` timed calls, after one warm-up call for backends whose first
+    call compiles or tunes kernels (eager has nothing to warm up)."""
+    out = backend.predict(batch) if backend.name != "eager" else None
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
         out = backend.predict(batch)
         times.append(time.perf_counter() - t0)
+    assert out is not None
     return min(times), out
 
 
@@ -162,7 +165,7 @@ def choose(
     recipe: BackendRecipe,
     *,
     only: Sequence[tuple[str, str]] | None = None,
-    repeats: int = 2,
+    repeats: int = 1,
     log: Any = None,
 ) -> tuple[BackendRecipe, list[Trial]]:
     """Measure the candidates for ``recipe`` and return the chosen recipe and the table.
