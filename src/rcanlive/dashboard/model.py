@@ -429,10 +429,9 @@ class LiveFeed:
             if depth is not None:
                 self.model.set_queue_depth(depth)
         elif event == "restored":
-            from ..storage.restored import restored_array, restored_index
+            from ..storage.restored import restored_volume
 
-            key = (volume.t, volume.p, volume.c)
-            data = np.asarray(restored_array(info.dataset, key)[restored_index(info.dataset, key)])
+            data = restored_volume(info.dataset, (volume.t, volume.p, volume.c))
             self.model.add_restored(volume, data, info.latency_s, depth)
         else:  # skipped or failed: not restored live
             self.model.add_skipped(volume, depth)

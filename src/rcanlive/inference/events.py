@@ -11,8 +11,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path  # noqa: TC003 - a field type, resolved by dataclasses at run time
 
-VolumeKey = tuple[int, int, int]
-"""``(t, p, c)``: a volume of a dataset (``p`` is the tile of a tiling dataset)."""
+from ..storage.layout import VolumeKey
 
 
 class RestorationStatus(StrEnum):
@@ -35,7 +34,7 @@ class VolumeRef:
 
     @property
     def key(self) -> VolumeKey:
-        return (self.t, self.p, self.c)
+        return VolumeKey(self.t, self.p, self.c)
 
 
 @dataclass(frozen=True, slots=True)

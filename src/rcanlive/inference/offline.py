@@ -38,6 +38,7 @@ class OfflineResult:
 def volumes_to_restore(path: Path, only_missing: bool) -> list[VolumeKey]:
     """Keys of the dataset's complete raw volumes (only the unrestored ones if asked)."""
     from ..storage import missing_restorations, open_dataset
+    from ..storage.layout import VolumeKey
 
     ds = open_dataset(path)
     if ds.kind not in ("live", "tile"):
@@ -45,8 +46,8 @@ def volumes_to_restore(path: Path, only_missing: bool) -> list[VolumeKey]:
             f"{path} is a {ds.kind!r} dataset; only live and tiling datasets are restored"
         )
     if only_missing:
-        return missing_restorations(path)
-    return [(r["t"], r["p"], r["c"]) for r in ds.volumes]
+        return [VolumeKey(*k) for k in missing_restorations(path)]
+    return [VolumeKey(r["t"], r["p"], r["c"]) for r in ds.volumes]
 
 
 def restore_dataset(
@@ -85,9 +86,9 @@ def _restore_locked(
     on_done: Callable[[], None] | None,
 ) -> OfflineResult:
     from ..storage import RestoredWriter, open_dataset
+    from ..storage.layout import restored_image
 
-    kind = open_dataset(path).kind
-    where = "restored" if kind == "live" else "restored_tiles"
+    where = restored_image(open_dataset(path).kind)
     RestoredWriter(path).close()  # create the restored image(s) once, before any worker
     if scheduler is None:
         backend = _backend(recipe)

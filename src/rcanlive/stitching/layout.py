@@ -21,6 +21,7 @@ from ..storage.dataset import Dataset
 from ..storage.errors import DamagedVolume, IntegrityWarning
 from ..storage.integrity import CHECKSUM_FIELD, fill_plane_checksum, volume_chunks
 from ..storage.journal import RESTORED_LOG, VOLUMES_LOG, key_of, read_journal
+from ..storage.layout import RAW_TILES, TILE_GROUPS, tile_image
 from ..storage.ngff import image_scale
 
 if TYPE_CHECKING:
@@ -28,7 +29,8 @@ if TYPE_CHECKING:
 
 ImageKind = Literal["tiles", "restored"]
 #: NGFF group holding the tiles of each kind of image.
-TILE_GROUPS: dict[str, str] = {"tiles": "tiles", "restored": "restored_tiles"}
+#: the images a tiling dataset stitches (the dataset's layout says where they are)
+STITCHABLE = ("tiles", "restored")
 
 
 class StitchError(ValueError):
@@ -163,12 +165,12 @@ def load_layout(
         If ``path`` is not a tiling dataset or holds no usable tile.
     """
     path = Path(path)
-    root, group = _open_tiling(path, image)
-    tiles_meta: Any = root["tiles"].attrs["rcanlive"]
+    root, _ = _open_tiling(path, image)
+    tiles_meta: Any = root[RAW_TILES].attrs["rcanlive"]
     manifest: list[dict[str, Any]] = list(tiles_meta["manifest"])
     if not manifest:
         raise StitchError(f"{path}: the tile manifest is empty")
-    first: Any = root[f"{group}/{manifest[0]['index']:04d}"]
+    first: Any = root[tile_image(manifest[0]["index"], image)]
     arr: Any = first["0"]
     scale = image_scale(first)
     ms: Any = first.attrs["ome"]["multiscales"][0]
@@ -207,8 +209,8 @@ def _open_tiling(path: Path, image: ImageKind) -> tuple[zarr.Group, str]:
         raise StitchError(
             f"{path} is {what}; only tiling datasets (from `rcanlive acquire tile`) are stitched"
         )
-    if image not in TILE_GROUPS:
-        raise StitchError(f"unknown image {image!r}; choose one of {sorted(TILE_GROUPS)}")
+    if image not in STITCHABLE:
+        raise StitchError(f"unknown image {image!r}; choose one of {sorted(STITCHABLE)}")
     group = TILE_GROUPS[image]
     if group not in root:
         hint = (
@@ -284,7 +286,7 @@ class TileReader:
         if index not in self._arrays:
             if self._root is None:
                 self._root = zarr.open_group(self.path, mode="r")
-            name = f"{TILE_GROUPS[self.image]}/{index:04d}/0"
+            name = f"{tile_image(index, self.image)}/0"
             self._arrays[index] = self._root[name]  # type: ignore[assignment]
         return self._arrays[index]
 

@@ -19,10 +19,10 @@ import numpy as np
 import zarr
 
 from ..scheduling import compute
+from ..storage.layout import TILE_GROUPS
 from ..storage.ngff import create_multiscale, pyramid_shapes
 from .fusion import chunk_jobs, downsample_chunk, fuse_chunk, plan_fusion
 from .layout import (
-    TILE_GROUPS,
     ImageKind,
     StitchError,
     StitchWarning,

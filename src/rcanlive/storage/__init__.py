@@ -5,6 +5,7 @@ from __future__ import annotations
 from .dataset import Dataset, DatasetWriter, Geometry, annotate, open_dataset, read_log
 from .errors import DamagedVolume, DatasetError, DatasetExists, DatasetLocked, IntegrityWarning
 from .integrity import Problem, plane_checksum, plane_checksums
+from .layout import VolumeKey
 from .lock import DatasetLock, lock_dataset, locked_by
 from .pairs import read_pairs
 from .restored import (
@@ -28,6 +29,7 @@ __all__ = [
     "Problem",
     "RestoredWriter",
     "Volume",
+    "VolumeKey",
     "annotate",
     "lock_dataset",
     "locked_by",

@@ -60,6 +60,7 @@ from .integrity import (
     volume_chunks,
 )
 from .journal import RESTORED_LOG, VOLUMES_LOG, Journal, key_of, read_journal
+from .layout import RAW_TILES, raw_images, tile_image, tile_name, volume_location
 from .lock import LOCK_NAME, DatasetLock, locked_by
 from .ngff import create_image
 
@@ -202,12 +203,8 @@ class DatasetWriter:
         return store
 
     def _target(self, v: Volume) -> tuple[str, tuple[Any, ...]]:
-        g = self.geometry
-        if self.kind == "live":
-            return "raw", (v.t, v.c)
-        if self.kind == "pairs":
-            return ("low" if v.c == 0 else "high"), (v.t * g.n_p + v.p, 0)
-        return f"{v.p:04d}", (v.c,)
+        array, index = volume_location(self.kind, v.key, "raw", self.geometry.n_p)
+        return array.removesuffix("/0"), index
 
     def write(self, volume: Volume) -> None:
         """Write one volume, then log it as complete with its planes' checksums."""
@@ -493,9 +490,8 @@ class Dataset:
 
     def _raw_chunks_exist(self) -> bool:
         """Whether any raw chunk is on disk (cheap: looks for chunk folders)."""
-        names = {"live": ["raw"], "pairs": ["pairs/low", "pairs/high"]}.get(self.kind)
-        if names is None:
-            names = [f"tiles/{t['index']:04d}" for t in self.tile_manifest()]
+        tiles = [t["index"] for t in self.tile_manifest()] if self.kind == "tile" else []
+        names = raw_images(self.kind, tiles)
         return any((self.path / name / "0" / "c").is_dir() for name in names)
 
     # -- restoration records -----------------------------------------------------
@@ -547,18 +543,8 @@ class Dataset:
         KeyError
             No such image or volume in the dataset.
         """
-        t, p, c = key
-        index: tuple[int, ...]
-        if self.kind == "live":
-            name, index = f"{image}/0", (t, c)
-        elif self.kind == "tile":
-            group = {"raw": "tiles", "restored": "restored_tiles"}.get(image, image)
-            name, index = f"{group}/{p:04d}/0", (c,)
-        else:
-            if image not in ("raw", "pairs"):
-                raise KeyError(f"a pairs dataset has no {image!r} volumes")
-            n_p = int(self.meta["geometry"]["n_p"])
-            name, index = f"pairs/{'low' if c == 0 else 'high'}/0", (t * n_p + p, 0)
+        n_p = int(self.meta["geometry"]["n_p"]) if self.kind == "pairs" else 1
+        name, index = volume_location(self.kind, key, image, n_p)
         array = self._array(name)
         for d, i in enumerate(index):
             if not 0 <= i < array.shape[d]:
@@ -685,7 +671,7 @@ class Dataset:
 
     def tile_manifest(self) -> list[dict[str, Any]]:
         """Tiles in acquisition order with grid indices and stage positions (µm)."""
-        attrs: Any = self.root["tiles"].attrs["rcanlive"]
+        attrs: Any = self.root[RAW_TILES].attrs["rcanlive"]
         return list(attrs["manifest"])
 
     def locked_by(self) -> tuple[int | None, str] | None:
@@ -728,7 +714,7 @@ def _create_images(
     if kind == "pairs":
         pairs = root.create_group("pairs")
         return {
-            name: create_image(
+            f"pairs/{name}": create_image(
                 pairs,
                 name,
                 axes="tczyx",
@@ -744,16 +730,16 @@ def _create_images(
         raise ValueError(f"unknown dataset kind {kind!r}")
     if tiles is None:
         raise ValueError("a tiling dataset needs its tile manifest")
-    group = root.create_group("tiles", attributes={"rcanlive": {"manifest": tiles}})
+    group = root.create_group(RAW_TILES, attributes={"rcanlive": {"manifest": tiles}})
     arrays = {}
     for tile in tiles:
         # each tile sits at its stage position: its centre is the commanded x, y
         x0 = tile["x_um"] - g.width / 2 * g.pixel_size_um
         y0 = tile["y_um"] - g.height / 2 * g.pixel_size_um
         z0 = -(g.planes - 1) / 2 * g.z_step_um
-        arrays[f"{tile['index']:04d}"] = create_image(
+        arrays[tile_image(tile["index"])] = create_image(
             group,
-            f"{tile['index']:04d}",
+            tile_name(tile["index"]),
             axes="czyx",
             shape=(g.n_c, g.planes, g.height, g.width),
             scale=[1.0, *zyx_scale],

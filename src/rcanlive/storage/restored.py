@@ -21,6 +21,14 @@ import zarr
 
 from .dataset import Dataset
 from .integrity import CHECKSUM_FIELD, plane_checksums
+from .layout import (
+    RAW_TILES,
+    RESTORED_TILES,
+    restored_image,
+    tile_image,
+    tile_name,
+    volume_location,
+)
 from .ngff import create_image, image_scale
 
 LOG_NAME = "restored.jsonl"
@@ -39,20 +47,17 @@ def missing_restorations(path: str | Path) -> list[tuple[int, int, int]]:
     return [k for k in ds.keys() if k not in done]
 
 
-RESTORED_TILES = "restored_tiles"
-
-
 def _restored_tiles(root: zarr.Group) -> dict[int, Any]:
     """The ``restored_tiles/NNNN`` arrays of a tiling dataset, created if absent."""
-    tiles_meta: Any = root["tiles"].attrs["rcanlive"]
+    tiles_meta: Any = root[RAW_TILES].attrs["rcanlive"]
     group = root.require_group(RESTORED_TILES)
     arrays: dict[int, Any] = {}
     for tile in tiles_meta["manifest"]:
-        name = f"{tile['index']:04d}"
+        name = tile_name(tile["index"])
         if name in group:
             arrays[tile["index"]] = _every_chunk(group[f"{name}/0"])
             continue
-        raw_group: Any = root[f"tiles/{name}"]
+        raw_group: Any = root[tile_image(tile["index"])]
         raw = raw_group["0"]
         datasets = raw_group.attrs["ome"]["multiscales"][0]["datasets"][0]
         transforms = datasets["coordinateTransformations"]
@@ -95,7 +100,7 @@ class RestoredWriter:
                 f"{self.path}: restored volumes are stored for live and tiling datasets only"
             )
         elif "restored" in root:
-            self.array = _every_chunk(root["restored/0"])
+            self.array = _every_chunk(root[f"{restored_image('live')}/0"])
         else:
             raw = cast("zarr.Array", root["raw/0"])
             scale = image_scale(cast("zarr.Group", root["raw"]))
@@ -153,16 +158,11 @@ def read_restored(ds: Dataset, t: int, c: int = 0) -> np.ndarray:
     return ds.volume(t, c, image="restored")
 
 
-def restored_array(path: str | Path, key: tuple[int, int, int]) -> zarr.Array:
-    """The array holding the restored volume ``key`` (``(t, p, c)``) of a live or tiling
-    dataset, indexed as ``array[index]`` with ``index`` from :func:`restored_index`."""
+def restored_volume(path: str | Path, key: tuple[int, int, int]) -> np.ndarray:
+    """The restored volume ``key`` of a live or tiling dataset, read as stored (for the
+    dashboard, just after a worker wrote it; readers that must verify use
+    :meth:`Dataset.volume` with ``image="restored"``)."""
     root = zarr.open_group(Path(path), mode="r")
     kind = root.attrs["rcanlive"]["kind"]  # type: ignore[index,call-overload]
-    name = "restored/0" if kind == "live" else f"{RESTORED_TILES}/{key[1]:04d}/0"
-    return root[name]  # type: ignore[return-value]
-
-
-def restored_index(path: str | Path, key: tuple[int, int, int]) -> tuple[int, ...]:
-    """Where volume ``key`` sits in :func:`restored_array`."""
-    t, _p, c = key
-    return (c,) if (Path(path) / RESTORED_TILES).is_dir() else (t, c)
+    name, index = volume_location(str(kind), key, "restored")
+    return np.asarray(root[name][index])  # type: ignore[index]

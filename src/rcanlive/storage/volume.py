@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from .layout import VolumeKey
+
 
 @dataclass(frozen=True)
 class Volume:
@@ -77,6 +79,6 @@ class Volume:
         return (len(self.planes), *self.planes[0].shape)  # type: ignore[return-value]
 
     @property
-    def key(self) -> tuple[int, int, int]:
+    def key(self) -> VolumeKey:
         """``(t, p, c)``: identifies the volume within its dataset."""
-        return (self.t, self.p, self.c)
+        return VolumeKey(self.t, self.p, self.c)
