@@ -29,8 +29,9 @@ import time
 import torch
 from torch import nn
 
+from rcanlive.cpu import has_native_bf16
 from rcanlive.model import RCAN3D, count_parameters
-from rcanlive.training import cpu_supports_bf16, train_step
+from rcanlive.training import train_step
 
 PAPER_EPOCHS, PAPER_STEPS = 300, 256
 
@@ -104,7 +105,7 @@ def main() -> None:
         name = f"{_cpu_name()}, {torch.get_num_threads()} threads"
     print(
         f"RCAN3D ({count_parameters(RCAN3D()):,} parameters), torch {torch.__version__}, "
-        f"{name}; native CPU bf16: {cpu_supports_bf16()}"
+        f"{name}; native CPU bf16: {has_native_bf16()}"
     )
     print(f"batch {args.batch}, {steps} timed steps after {args.warmup} warm-up\n")
     header = "| patch | precision | s/step | voxels/s | vs fp32 |"

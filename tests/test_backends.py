@@ -252,3 +252,15 @@ def test_one_table_names_every_backend():
             assert entry.open_model is not None and name not in ARTIFACT_SUFFIXES
         for precision in entry.precisions["cpu"]:
             assert resolve_precision(precision, name, "cpu") == precision
+
+
+def test_auto_precision_follows_the_cpu_flags_not_onednn(monkeypatch):
+    """oneDNN says bf16 on any AVX-512 CPU; without AVX512-BF16/AMX it is emulated (slow)."""
+    from rcanlive import cpu
+    from rcanlive.inference.backends.precision import resolve_precision
+
+    emulated = frozenset({"avx2", "avx512f", "avx512_vnni"})
+    monkeypatch.setattr(cpu, "cpu_flags", lambda: emulated)
+    assert resolve_precision("auto", "compiled", "cpu") == "fp32"
+    monkeypatch.setattr(cpu, "cpu_flags", lambda: emulated | {"avx512_bf16"})
+    assert resolve_precision("auto", "compiled", "cpu") == "bf16"

@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import platform
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -22,6 +21,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from ..cpu import cpu_model
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -54,32 +55,12 @@ class Trial:
 
 
 def device_model(device: str) -> str:
-    """The CPU or GPU model name, for the cache key."""
+    """The CPU (with its speed flags) or GPU model name, for the cache key."""
     if device.startswith("cuda"):
         import torch
 
         return str(torch.cuda.get_device_name(torch.device(device)))
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                flags = _cpu_flags()
-                return f"{line.split(':', 1)[1].strip()} [{flags}]"
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _cpu_flags() -> str:
-    """The flags that decide bf16/int8 speed (a model name can hide different ones)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                have = set(line.split(":", 1)[1].split())
-                wanted = ("avx512f", "avx512_bf16", "amx_bf16", "avx512_vnni", "avx2")
-                return ",".join(f for f in wanted if f in have)
-    except OSError:
-        pass
-    return ""
+    return cpu_model()
 
 
 def _versions() -> dict[str, str]:

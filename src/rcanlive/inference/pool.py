@@ -45,7 +45,6 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 SkipPolicy = Literal["latest", "fifo"]
-Listener = "Callable[[RestorationEvent], None]"
 
 
 class WorkerDied(RuntimeError):

@@ -91,7 +91,8 @@ class BackendRecipe:
 #: one call (a 25×512×512 live volume is 6.6 M; RCAN's activations at 16 channels then
 #: take about 0.4 GB per layer in fp32)
 WHOLE_VOLUME_VOXELS = 8 * 2**20
-MAX_TILE = (32, 256, 256)
+#: the largest tile of a volume that is not restored whole (also ``tiling.DEFAULT_TILE``)
+MAX_TILE: tuple[int, int, int] = (32, 256, 256)
 
 
 def live_tile_shape(volume_shape: tuple[int, int, int]) -> tuple[int, int, int]:

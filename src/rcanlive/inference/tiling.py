@@ -25,6 +25,7 @@ import numpy as np
 from rcanlive.model import check_volume
 
 from .backends.base import BackendError, BackendOutOfMemory
+from .recipe import MAX_TILE
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("rcanlive.inference")
 
-DEFAULT_TILE: TileShape = (32, 256, 256)
+DEFAULT_TILE: TileShape = MAX_TILE
 """Largest tile used for backends that take any shape when no tile is given."""
 
 DEFAULT_OVERLAP: TileShape = (4, 32, 32)

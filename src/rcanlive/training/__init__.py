@@ -18,7 +18,6 @@ from .patches import BackgroundRule, ForegroundStats, PatchSampler
 from .trainer import (
     EpochRecord,
     TrainingResult,
-    cpu_supports_bf16,
     load_training_pairs,
     plot_history,
     resolve_precision,
@@ -37,7 +36,6 @@ __all__ = [
     "TrainingResult",
     "VolumePair",
     "augment_pair",
-    "cpu_supports_bf16",
     "load_training_pairs",
     "pairs_from_arrays",
     "plot_history",

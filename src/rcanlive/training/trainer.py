@@ -35,6 +35,7 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
 from ..analysis.metrics import psnr, ssim
+from ..cpu import has_native_bf16
 from ..log import logger
 from ..model import RCAN3D, ModelConfig, PercentileNormalizer, load_checkpoint, save_checkpoint
 from .datasets import (
@@ -123,16 +124,6 @@ class _Distributed:
         return self.rank == 0
 
 
-def cpu_supports_bf16() -> bool:
-    """Whether this CPU runs bf16 natively (AVX512-BF16 or AMX) through oneDNN."""
-    try:
-        return bool(
-            torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
-        )
-    except (AttributeError, RuntimeError):  # private op missing in some builds
-        return False
-
-
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype for ``precision`` on ``device``; ``None`` means fp32.
 
@@ -147,7 +138,7 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
     if precision == "auto":
         if cuda:
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.bfloat16 if cpu_supports_bf16() else None
+        return torch.bfloat16 if has_native_bf16() else None
     if precision == "fp16":
         if not cuda:
             raise ValueError("precision 'fp16' needs a CUDA device; use 'bf16' or 'fp32' on CPU")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, cast
 
+from ...cpu import has_native_bf16
 from .base import PRECISIONS, BackendUnavailable, Precision
 from .devices import device_index, device_type
 
@@ -16,16 +17,6 @@ def torch_dtype(precision: Precision) -> torch.dtype:
     import torch
 
     return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
-
-
-def cpu_has_fast_bf16() -> bool:
-    """Whether oneDNN runs bf16 convolutions natively here (AVX512-BF16 or AMX)."""
-    import torch
-
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
 
 
 def resolve_precision(precision: str, backend: str, device: str) -> Precision:
@@ -54,7 +45,7 @@ def resolve_precision(precision: str, backend: str, device: str) -> Precision:
             import torch
 
             return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        if backend in ("eager", "compiled") and cpu_has_fast_bf16():
+        if backend in ("eager", "compiled") and has_native_bf16():
             return "bf16"
         return "fp32"
     if precision not in PRECISIONS:
