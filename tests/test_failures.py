@@ -80,7 +80,7 @@ def test_device_failure_mid_run(failing, open_sim_rig, sim_rig_config, tmp_path,
         assert "delivered 13 of 16 frames" in str(info.value)
         assert "(2, 0, 0)" in str(info.value)
     for rec in ds.volumes:
-        vol = ds.volume(rec["t"], rec["c"])
+        vol = ds.volume(rec["t"], c=rec["c"])
         assert vol.shape == (4, 64, 64) and vol.min() > 0  # real frames, not fill value
 
 
@@ -130,7 +130,7 @@ def test_sigkill_leaves_readable_dataset(tmp_path):
     assert ds.status == "acquiring"  # never finished: the kill left no summary
     assert len(ds.volumes) >= 3
     for rec in ds.volumes:
-        vol = ds.volume(rec["t"], rec["c"])
+        vol = ds.volume(rec["t"], c=rec["c"])
         assert vol.shape == (6, 128, 128)
         assert vol.min() > 0 and np.isfinite(vol).all()
     # the NGFF metadata is intact for an independent reader
@@ -222,7 +222,7 @@ def _assert_stopped_safely(rig, info, seen: dict, written_before: int, planes: i
     ds = open_dataset(info.value.dataset)
     assert [rec["t"] for rec in ds.volumes] == list(range(written_before))
     for rec in ds.volumes:
-        vol = ds.volume(rec["t"], rec["c"])  # checksums verified
+        vol = ds.volume(rec["t"], c=rec["c"])  # checksums verified
         assert vol.shape == (planes, 64, 64) and vol.min() > 0
 
 

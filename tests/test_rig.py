@@ -26,7 +26,7 @@ def test_real_rig_names_missing_adapters():
     msg = str(info.value)
     for adapter in ("HamamatsuHam", "NIDAQ", "MCL_NanoDrive", "ASITiger"):
         assert adapter in msg
-    assert "--simulate" in msg
+    assert "simulated rig" in msg
 
 
 def test_simulated_rig_opens_with_all_roles(open_sim_rig):

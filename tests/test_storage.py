@@ -45,7 +45,7 @@ def test_live_readback_is_exact(open_sim_rig, sim_rig_config, tmp_path, compress
     ds = open_dataset(result.dataset)
     assert len(seen) == 2
     for v in seen:
-        np.testing.assert_array_equal(ds.volume(v.t, v.c), v.data)
+        np.testing.assert_array_equal(ds.volume(v.t, c=v.c), v.data)
     img = Image.from_zarr(zarr.open_group(result.dataset / "raw", mode="r"))
     ms = img.attributes.ome.multiscales[0]
     assert [a.name for a in ms.axes] == ["t", "c", "z", "y", "x"]
@@ -66,7 +66,7 @@ def test_pairs_and_tiles_validate(open_sim_rig, sim_rig_config, tmp_path):
         Image.from_zarr(zarr.open_group(result.dataset / name, mode="r"))
     ds = open_dataset(result.dataset)
     for v in seen:
-        np.testing.assert_array_equal(ds.volume(v.t, v.c, v.p), v.data)
+        np.testing.assert_array_equal(ds.volume(v.t, p=v.p, c=v.c), v.data)
 
     tiles = load_plan(CONFIGS / "gel-tiling.toml", "tile").replace(
         rows=2,
@@ -86,7 +86,7 @@ def test_pairs_and_tiles_validate(open_sim_rig, sim_rig_config, tmp_path):
         # the tile's NGFF translation places its centre at the stage position
         assert tr.translation[3] + 16 * 0.0555 == pytest.approx(tile["x_um"])
         assert tr.translation[2] + 16 * 0.0555 == pytest.approx(tile["y_um"])
-        np.testing.assert_array_equal(ds.volume(0, 0, tile["index"]), seen[tile["index"]].data)
+        np.testing.assert_array_equal(ds.volume(0, p=tile["index"]), seen[tile["index"]].data)
 
 
 def test_refuses_to_overwrite(tmp_path):
@@ -132,17 +132,21 @@ def _vol(t: int):
 
 
 def test_refuses_to_overwrite_with_a_clear_error(tmp_path):
+    from rcanlive.cli.app import user_error_message
     from rcanlive.storage import DatasetError, DatasetExists
 
     _small_writer(tmp_path / "a.ome.zarr").finish("completed")
-    with pytest.raises(DatasetExists, match="already exists; pass --overwrite") as info:
+    with pytest.raises(DatasetExists, match="already exists; replace it") as info:
         _small_writer(tmp_path / "a.ome.zarr")
     assert isinstance(info.value, DatasetError) and isinstance(info.value, FileExistsError)
+    # the library's remedy is said in options on the command line
+    assert "pass --overwrite to replace it" in (user_error_message(info.value) or "")
     assert (tmp_path / "a.ome.zarr" / "zarr.json").is_file()  # nothing was deleted
 
 
 @pytest.mark.parametrize("overwrite", [False, True])
 def test_second_writer_is_refused_and_the_first_completes(tmp_path, overwrite):
+    from rcanlive.cli.app import user_error_message
     from rcanlive.storage import DatasetLocked, locked_by
 
     path = tmp_path / "run.ome.zarr"
@@ -152,7 +156,8 @@ def test_second_writer_is_refused_and_the_first_completes(tmp_path, overwrite):
         _small_writer(path, overwrite=overwrite)
     message = " ".join(str(info.value).split())
     assert f"{path} is being written by process {os.getpid()} (rcanlive" in message
-    assert "wait for it to finish or choose another --out" in message
+    assert "wait for it to finish or write to another path" in message
+    assert "choose another --out" in (user_error_message(info.value) or "")
     assert info.value.pid == os.getpid()
     assert locked_by(path) is not None and locked_by(path)[0] == os.getpid()
     first.write(_vol(1))  # the refused writer deleted nothing

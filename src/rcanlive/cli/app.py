@@ -98,16 +98,33 @@ def user_error_message(exc: BaseException) -> str | None:
     dataset errors of :mod:`rcanlive.storage.errors`, and OSErrors about a path (not
     found, not a folder, a folder, permission denied, disk full, read-only...).
     """
+    # the storage errors (some are OSErrors too): loaded if and only if something could
+    # raise them
+    storage_errors = sys.modules.get("rcanlive.storage.errors")
+    dataset_error = getattr(storage_errors, "DatasetError", None)
+    if dataset_error is not None and isinstance(exc, dataset_error):
+        return _with_flags(exc, storage_errors)
     if isinstance(exc, OSError):
         return _os_error_message(exc)
     if isinstance(exc, USER_ERRORS):
         return str(exc)
-    # the storage errors: loaded if and only if something could raise them
-    storage_errors = sys.modules.get("rcanlive.storage.errors")
-    dataset_error = getattr(storage_errors, "DatasetError", None)
-    if dataset_error is not None and isinstance(exc, dataset_error):
-        return str(exc)
     return None
+
+
+def _with_flags(exc: BaseException, storage_errors: Any) -> str:
+    """A dataset error's message, its remedy said in the command line's options.
+
+    The library says "replace it (overwrite) or write to another path"; here the user
+    reads which option does that.
+    """
+    if isinstance(exc, storage_errors.DatasetExists):
+        return (
+            f"{exc.path} already exists; pass --overwrite to replace it, or choose another "
+            "--out (or storage.name in the config)"
+        )
+    if isinstance(exc, storage_errors.DatasetLocked):
+        return str(exc).replace("write to another path", "choose another --out")
+    return str(exc)
 
 
 #: what each kind of rcanlive dataset holds and which command writes it

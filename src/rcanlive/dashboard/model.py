@@ -473,7 +473,7 @@ def replay(
             break
         t, p, c = int(rec["t"]), int(rec["p"]), int(rec["c"])
         try:
-            raw = ds.volume(t, c, p)
+            raw = ds.volume(t, p=p, c=c)
         except DamagedVolume:  # warned by the reader
             continue
         vol = _StoredVolume(raw, t, c, str(rec.get("channel", c)), float(rec["elapsed_s"]))
@@ -483,7 +483,7 @@ def replay(
             continue
         if r.get("status") == "restored":
             try:
-                restored = ds.volume(t, c, p, image="restored")
+                restored = ds.volume(t, p=p, c=c, image="restored")
             except KeyError:  # damaged (warned by the reader) or not restored after all
                 continue
             model.add_restored(vol, restored, r.get("latency_s"))

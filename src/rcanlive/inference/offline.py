@@ -155,7 +155,7 @@ class StoreCache:
     def read(self, path: Path, key: VolumeKey) -> Any:
         """The raw volume ``key``, verified (``DamagedVolume`` if it is not whole)."""
         t, p, c = key
-        return self.get(path)[0].volume(t, c, p)
+        return self.get(path)[0].volume(t, p=p, c=c)
 
     def close(self) -> None:
         with self._lock:

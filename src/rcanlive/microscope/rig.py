@@ -150,7 +150,7 @@ def open_rig(rig: RigConfig | str | Path) -> Rig:
         problem = (
             f"missing Micro-Manager device adapter(s): {', '.join(missing)}. Install "
             "Micro-Manager with these adapters (mmcore install) on the rig's computer, "
-            "or use --simulate"
+            "or run on the simulated rig"
             if missing
             else str(exc).splitlines()[-1]
         )

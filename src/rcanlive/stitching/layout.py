@@ -137,7 +137,7 @@ def _present_keys(path: Path, image: ImageKind, verify: bool = False) -> set[tup
         if verify:
             for p, c in sorted(done):
                 try:
-                    ds.volume(0, c, p, image="raw" if image == "tiles" else "restored")
+                    ds.volume(0, p=p, c=c, image="raw" if image == "tiles" else "restored")
                 except DamagedVolume:
                     done.discard((p, c))
     for w in caught:
@@ -214,7 +214,7 @@ def _open_tiling(path: Path, image: ImageKind) -> tuple[zarr.Group, str]:
     group = TILE_GROUPS[image]
     if group not in root:
         hint = (
-            " (restore the tiles first: rcanlive restore DATASET, or acquire with --model)"
+            " (restore the tiles first, or acquire them with a model)"
             if image == "restored"
             else ""
         )

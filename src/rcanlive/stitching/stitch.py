@@ -19,6 +19,7 @@ import numpy as np
 import zarr
 
 from ..scheduling import compute
+from ..storage.errors import DatasetExists
 from ..storage.layout import TILE_GROUPS
 from ..storage.ngff import create_multiscale, pyramid_shapes
 from .fusion import chunk_jobs, downsample_chunk, fuse_chunk, plan_fusion
@@ -296,7 +297,7 @@ def _open_output(
     """The dataset's root group, once output ``name`` and ``channel`` are known to be usable."""
     root = zarr.open_group(path, mode="r+")
     if name in root and not overwrite:
-        raise StitchError(f"{path / name} already exists; pass --overwrite to replace it")
+        raise DatasetExists(path / name)
     if not 0 <= channel < layout.shape[0]:
         raise StitchError(f"channel {channel} does not exist (tiles have {layout.shape[0]})")
     return root

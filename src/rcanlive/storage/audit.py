@@ -243,7 +243,7 @@ def _check_volume(ds: Dataset, key: Key, image: str, verify: bool) -> DamagedVol
         try:
             if verify:
                 t, p, c = key
-                ds.volume(t, c, p, image=image, verify=True)
+                ds.volume(t, p=p, c=c, image=image, verify=True)
             else:
                 missing = ds.missing_chunks(key, image)
                 if missing:

@@ -60,7 +60,7 @@ from .integrity import (
     volume_chunks,
 )
 from .journal import RESTORED_LOG, VOLUMES_LOG, Journal, key_of, read_journal
-from .layout import RAW_TILES, raw_images, tile_image, tile_name, volume_location
+from .layout import RAW_TILES, VolumeKey, raw_images, tile_image, tile_name, volume_location
 from .lock import LOCK_NAME, DatasetLock, locked_by
 from .ngff import create_image
 
@@ -593,14 +593,22 @@ class Dataset:
     # -- volumes -----------------------------------------------------------------
 
     def volume(
-        self, t: int, c: int = 0, p: int = 0, image: str = "raw", *, verify: bool = True
+        self,
+        t: int | VolumeKey,
+        *,
+        p: int = 0,
+        c: int = 0,
+        image: str = "raw",
+        verify: bool = True,
     ) -> np.ndarray:
         """One complete volume, ``(Z, Y, X)``, its chunks and checksums checked.
 
         Parameters
         ----------
-        t, c, p
-            The volume.
+        t, p, c
+            The volume: a :class:`~.layout.VolumeKey`, or its time point with the
+            position and channel given by name (never by place: ``(t, p, c)`` is the
+            order of a key, and a positional ``c``/``p`` was easy to swap).
         image
             ``raw`` or ``restored``.
         verify
@@ -615,7 +623,8 @@ class Dataset:
         KeyError
             The volume was never completed (or, for ``restored``, never restored).
         """
-        key = (t, p, c)
+        key = VolumeKey(*t) if isinstance(t, tuple) else VolumeKey(t, p, c)
+        t, p, c = key
         if key not in self._records:
             self.refresh()
         with self._lock:

@@ -21,8 +21,7 @@ class DatasetExists(DatasetError, FileExistsError):
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         super().__init__(
-            f"{self.path} already exists; pass --overwrite to replace it, or choose another "
-            "storage.name or --out"
+            f"{self.path} already exists; replace it (overwrite) or write to another path"
         )
 
     def __reduce__(self) -> tuple[type, tuple[Path]]:  # picklable (Dask workers)
@@ -49,7 +48,7 @@ class DatasetLocked(DatasetError):
         who = f"process {pid}" if pid is not None else "another process"
         super().__init__(
             f"{self.path} is being written by {who} ({self.owner}); wait for it to finish "
-            "or choose another --out"
+            "or write to another path"
         )
 
     def __reduce__(self) -> tuple[type, tuple[Path, int | None, str]]:

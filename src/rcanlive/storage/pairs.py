@@ -29,8 +29,8 @@ def read_pairs(path: str | Path) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     for t, p in keys:
         if (t, p, 0) in done and (t, p, 1) in done:
             try:
-                low = ds.volume(t, 0, p).astype(np.float32)
-                high = ds.volume(t, 1, p).astype(np.float32)
+                low = ds.volume(t, p=p, c=0).astype(np.float32)
+                high = ds.volume(t, p=p, c=1).astype(np.float32)
             except DamagedVolume as exc:  # a damaged pair is left out, never read as zeros
                 warnings.warn(f"pair t={t} p={p} left out: {exc}", IntegrityWarning, stacklevel=2)
                 continue

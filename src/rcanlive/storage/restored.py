@@ -155,7 +155,7 @@ class RestoredWriter:
 
 def read_restored(ds: Dataset, t: int, c: int = 0) -> np.ndarray:
     """A restored volume, verified; ``KeyError`` if it was not restored (or is damaged)."""
-    return ds.volume(t, c, image="restored")
+    return ds.volume(t, c=c, image="restored")
 
 
 def restored_volume(path: str | Path, key: tuple[int, int, int]) -> np.ndarray:

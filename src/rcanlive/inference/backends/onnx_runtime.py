@@ -154,7 +154,7 @@ def _providers(device: str) -> list[str | tuple[str, dict[str, str]]]:
     if "CUDAExecutionProvider" not in available:
         raise BackendUnavailable(
             f"ONNX Runtime here has no CUDAExecutionProvider (it has: "
-            f"{', '.join(available)}); install onnxruntime-gpu or use --device cpu"
+            f"{', '.join(available)}); install onnxruntime-gpu or restore on the CPU"
         )
     return [
         ("CUDAExecutionProvider", {"device_id": str(device_index(device))}),
@@ -197,7 +197,7 @@ class OnnxRuntimeBackend(BackendBase):
         if manifest.precision == "bf16":
             raise BackendUnavailable(
                 f"{self.path} computes in bf16, which ONNX Runtime cannot run (no bf16 "
-                "Conv kernel); export with --precision fp32 or fp16, or use tensorrt"
+                "Conv kernel); export it in fp32 or fp16, or use the tensorrt backend"
             )
         self.precision = manifest.precision
         self.device = device

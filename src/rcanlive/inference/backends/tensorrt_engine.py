@@ -43,7 +43,7 @@ def import_tensorrt() -> Any:
     except ImportError as exc:
         raise BackendUnavailable(
             f"TensorRT is not installed ({exc}); pip install tensorrt on a machine "
-            "with an NVIDIA GPU, or use --backend compiled/onnx"
+            "with an NVIDIA GPU, or use the compiled or onnx backend"
         ) from None
     return tensorrt
 
