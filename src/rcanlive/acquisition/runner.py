@@ -16,7 +16,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pymmcore_plus.mda import FinishReason
+from pymmcore_plus.mda import FinishReason, mda_listeners_connected
 
 from ..log import logger
 from ..microscope.engine import ISIMEngine
@@ -26,6 +26,9 @@ from .assembler import VolumeAssembler
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+
+    from pymmcore_plus import CMMCorePlus
+    from useq import MDASequence
 
     from ..microscope.rig import Rig
     from ..storage.volume import Volume
@@ -63,23 +66,6 @@ class RunResult:
     @property
     def frames_lost(self) -> int:
         return self.expected_frames - self.frames if self.status is RunStatus.COMPLETED else 0
-
-
-def _stop_relay_threads() -> None:
-    """Stop pymmcore-plus relay threads left running by an interrupted MDA.
-
-    The runner only emits ``sequenceFinished`` (which stops its relay thread) for
-    ``Exception``s; after a ``KeyboardInterrupt`` the non-daemon relay thread would
-    keep the process alive forever.
-    """
-    import threading
-
-    from pymmcore_plus.mda._thread_relay import MDARelayThread
-
-    for thread in threading.enumerate():
-        if isinstance(thread, MDARelayThread):
-            thread.stop()
-            thread.join(timeout=5)
 
 
 def _finish(writer: DatasetWriter, status: str, summary: dict[str, Any]) -> Exception | None:
@@ -245,15 +231,32 @@ def _pipeline(
     return assembler, engine
 
 
+def _run_mda(core: CMMCorePlus, sequence: MDASequence, listener: VolumeAssembler) -> None:
+    """``core.mda.run(sequence, output=[listener])``, whose relay an interrupt stops.
+
+    Frames reach ``listener`` on pymmcore-plus's relay thread (its public
+    ``mda_listeners_connected``, which ``output=`` uses too). pymmcore-plus stops that
+    thread on ``sequenceFinished``, which a ``KeyboardInterrupt`` never emits: holding
+    the relay lets us stop it, or the non-daemon thread would keep the process alive.
+    """
+    error: Exception | None = None
+    with mda_listeners_connected(listener, mda_events=core.mda.events) as relay:
+        try:
+            core.mda.run(sequence)
+        except KeyboardInterrupt:
+            relay.stop()
+            raise
+        except Exception as exc:  # the frames already relayed are delivered first
+            error = exc
+    if error is not None:
+        raise error
+
+
 def _acquire(rig: Rig, prepared: PreparedPlan, assembler: VolumeAssembler) -> RunStatus:
     """Run the MDA with the lasers guarded; completed or cancelled, else raise."""
     core = rig.core
     with lasers_guarded(core, rig.config, on_interrupt=core.mda.cancel):
-        try:
-            core.mda.run(prepared.sequence, output=[assembler])  # type: ignore[list-item]
-        except KeyboardInterrupt:
-            _stop_relay_threads()
-            raise
+        _run_mda(core, prepared.sequence, assembler)
         if assembler.errors:
             raise assembler.errors[0]
         if core.mda.status.finish_reason == FinishReason.CANCELED:
