@@ -139,7 +139,7 @@ def tile(
         _restore_skipped_tiles(result.dataset, options)
     if not stitch:
         return
-    from .stitch import run_stitch
+    from .stitch_progress import run_stitch
 
     run_stitch(result.dataset, image="tiles", scheduler=scheduler, overwrite=True)
     if restored:
@@ -154,21 +154,11 @@ def _restoration_ran(dataset: Path) -> bool:
 
 def _restore_skipped_tiles(dataset: Path, options: RestoreOptions) -> None:
     """Restore the tiles the live queue dropped, so that the restored mosaic is whole."""
-    from ..inference import BackendRecipe
-    from ..inference.offline import restore_missing
-    from ..inference.recipe import live_tile_shape
-    from ..storage import open_dataset
+    from ..inference.offline import restore_skipped_tiles
     from .options import resolve_model_path
 
-    g = open_dataset(dataset).meta["geometry"]
-    tile = live_tile_shape((g["planes"], g["height"], g["width"]))
-    recipe = BackendRecipe(
-        resolve_model_path(options.model),
-        str(options.backend),
-        str(options.precision),
-        tile_shape=tile,
-    )
-    done = restore_missing(dataset, recipe)
+    model = resolve_model_path(options.model)
+    done = restore_skipped_tiles(dataset, model, str(options.backend), str(options.precision))
     if done is not None:
         console.print(
             f"restored {done.restored} tile(s) skipped during the scan ({done.backend} "

@@ -229,3 +229,19 @@ def restore_missing(
     if not keys:
         return None
     return restore_dataset(path, recipe, keys, on_done=on_done)
+
+
+def restore_skipped_tiles(
+    path: Path, model: Path, backend: str, precision: str
+) -> OfflineResult | None:
+    """Restore the tiles a tiling run's live queue dropped, so the restored mosaic is whole.
+
+    Uses the model, backend and precision of the live restoration, with the live tile
+    shape (whole tile when it fits); None if every tile was restored.
+    """
+    from ..storage import open_dataset
+    from .recipe import BackendRecipe, live_tile_shape
+
+    g = open_dataset(path).meta["geometry"]
+    tile = live_tile_shape((g["planes"], g["height"], g["width"]))
+    return restore_missing(path, BackendRecipe(model, backend, precision, tile_shape=tile))
