@@ -20,10 +20,8 @@ from .options import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from ..inference import Backend, BackendRecipe
-    from ..inference.stacks import Stack
+    from ..inference.stacks import TiffJob
 
 
 class OutputChoice(StrEnum):
@@ -33,108 +31,57 @@ class OutputChoice(StrEnum):
     normalized = "normalized"
 
 
-TIFF_SUFFIXES = (".tif", ".tiff")
+def restore_tiffs(
+    source: Path,
+    out: Path | None,
+    recipe: BackendRecipe,
+    *,
+    overlap: tuple[int, int, int] | None,
+    output: str,
+    overwrite: bool,
+) -> None:
+    """Restore a TIFF, or a folder of TIFFs, into OUT with a progress bar per file."""
+    from rich.progress import Progress
 
-
-def open_backend(
-    model: Path,
-    backend: str,
-    precision: str,
-    device: str,
-    tile: tuple[int, int, int] | None,
-    batch_size: int,
-    cache_dir: Path | None,
-) -> Backend:
-    """Create the backend, turning every failure a user can fix into a UserError."""
-    from ..inference import BackendError, create_backend, is_artifact
+    from ..inference import BackendError
+    from ..inference.stacks import StackError, restore_tiffs, tiff_jobs
     from ..model import CheckpointError
 
-    what = (
-        "opening"
-        if is_artifact(model)
-        else "preparing (compiled backends build once, then load from cache)"
-    )
-    console.print(f"{backend} backend for {model.name}: {what} ...", highlight=False)
-    try:
-        return create_backend(
-            backend,
-            model,
-            precision,
-            device,
-            tile,
-            batch_size=batch_size,
-            cache_dir=cache_dir,
-        )
-    except (BackendError, CheckpointError, ValueError) as exc:
-        raise UserError(str(exc)) from None
-
-
-def backend_factory(
-    model: Path,
-    backend: str,
-    precision: str,
-    device: str = "auto",
-    tile: tuple[int, int, int] | None = None,
-    batch_size: int = 1,
-    cache_dir: Path | None = None,
-) -> Callable[[tuple[int, ...]], Backend]:
-    """``volume shape → backend``: opened once the volumes' shape is known, with a
-    tile chosen from it when none is given (static backends need one)."""
-
-    def make_backend(volume_shape: tuple[int, ...]) -> Backend:
-        from ..inference import choose_tile_shape, is_artifact
-
-        chosen = tile
-        if chosen is None and not is_artifact(model) and len(volume_shape) == 3:
-            chosen = choose_tile_shape(volume_shape)  # static backends need one
-        return open_backend(model, backend, precision, device, chosen, batch_size, cache_dir)
-
-    return make_backend
-
-
-def _tiff_jobs(source: Path, out: Path | None) -> list[tuple[Path, Path]]:
-    """Pairs (input TIFF, output TIFF) for a file or a folder of TIFFs.
-
-    Raises
-    ------
-    UserError
-        If an output would replace an input (the same file, the input's own folder,
-        or a symlink to either: resolved paths are compared), or OUT cannot be a path.
-    """
     if out is None:
         raise UserError("give an output path: rcanlive restore IN OUT")
-    for parent in out.parents:
-        if parent.exists() and not parent.is_dir():
-            raise UserError(f"{out} cannot be created: {parent} is a file, not a folder")
-    if source.is_file():
-        if source.suffix.lower() not in TIFF_SUFFIXES:
-            raise UserError(f"{source} is not a TIFF file (.tif/.tiff) or an OME-Zarr (.zarr)")
-        jobs = [(source, out / source.name if out.is_dir() else out)]
-    else:
-        files = sorted(p for p in source.iterdir() if p.suffix.lower() in TIFF_SUFFIXES)
-        if not files:
-            raise UserError(f"no .tif/.tiff files in {source}")
-        if out.exists() and not out.is_dir():
-            raise UserError(f"{source} is a folder, so OUT must be a folder; {out} is a file")
-        jobs = [(f, out / f.name) for f in files]
-    inputs = {src.resolve() for src, _ in jobs}
-    for src, target in jobs:
-        if target.resolve() in inputs:
-            raise UserError(
-                f"{target} is the input {src} (or a link to it): restoring would replace the "
-                "raw data; choose another OUT (--overwrite never replaces an input)"
+    what = "opening" if recipe.backend != "auto" else "measuring the backends (cached)"
+    console.print(f"{recipe.backend} backend for {recipe.model.name}: {what} ...")
+    tasks: dict[Path, Any] = {}
+    with Progress(*_tile_columns(), console=console) as bar:
+
+        def opened(backend: Backend) -> None:
+            console.print(
+                f"restoring {len(jobs)} file(s) with {backend.name} {backend.precision} on "
+                f"{backend.device}",
+                highlight=False,
             )
-    return jobs
 
+        def progress(job: TiffJob, done: int, total: int) -> None:
+            if job.source not in tasks:
+                tasks[job.source] = bar.add_task(job.source.name, total=total)
+            bar.update(tasks[job.source], completed=done, total=total)
 
-def _read(path: Path) -> Stack:
-    """A TIFF stack, or a one-line user error saying why it cannot be restored."""
-    from ..inference.stacks import StackError, read_stack
-
-    try:
-        return read_stack(path)
-    except StackError as exc:
-        raise UserError(str(exc)) from None
+        try:
+            jobs = tiff_jobs(source, out, overwrite=overwrite)
+            restore_tiffs(
+                jobs,
+                recipe,
+                overlap=overlap,
+                output=output,  # type: ignore[arg-type]
+                on_open=opened,
+                progress=progress,
+            )
+        except StackError as exc:
+            message = str(exc).replace("replace it (overwrite)", "pass --overwrite to replace it")
+            raise UserError(message) from None
+        except (BackendError, CheckpointError, ValueError) as exc:
+            raise UserError(str(exc)) from None
+    console.print(f"wrote {len(jobs)} restored file(s) (float32)", highlight=False)
 
 
 def _tile_columns() -> tuple[Any, ...]:
@@ -155,58 +102,6 @@ def _tile_columns() -> tuple[Any, ...]:
         TimeElapsedColumn(),
         TimeRemainingColumn(),
     )
-
-
-def _restore_tiffs(
-    jobs: list[tuple[Path, Path]],
-    make_backend: Callable[[tuple[int, ...]], Backend],
-    *,
-    tile: tuple[int, int, int] | None,
-    overlap: tuple[int, int, int] | None,
-    batch_size: int,
-    output: str,
-    overwrite: bool,
-) -> None:
-    from rich.progress import Progress
-
-    from ..inference import BackendError
-    from ..inference.stacks import StackError, restore_stack, write_stack
-
-    for _, target in jobs:
-        if target.exists() and not overwrite:
-            raise UserError(f"{target} exists; pass --overwrite to replace it")
-    first = _read(jobs[0][0])
-    backend = make_backend(first.data.shape[-3:])
-    console.print(
-        f"restoring {len(jobs)} file(s) with {backend.name} {backend.precision} on "
-        f"{backend.device}",
-        highlight=False,
-    )
-    try:
-        with Progress(*_tile_columns(), console=console) as bar:
-            for number, (source, target) in enumerate(jobs):
-                stack = first if number == 0 else _read(source)
-                task = bar.add_task(source.name, total=None)
-
-                def update(done: int, total: int, task: Any = task) -> None:
-                    bar.update(task, completed=done, total=total)
-
-                try:
-                    restored = restore_stack(
-                        stack,
-                        backend,
-                        tile_shape=tile,
-                        overlap=overlap,
-                        batch_size=batch_size,
-                        output=output,  # type: ignore[arg-type]
-                        progress=update,
-                    )
-                except (StackError, BackendError) as exc:
-                    raise UserError(f"{source}: {exc}") from None
-                write_stack(target, restored, stack)
-    finally:
-        backend.close()
-    console.print(f"wrote {len(jobs)} restored file(s) (float32)", highlight=False)
 
 
 def restore_dataset(
@@ -328,37 +223,25 @@ def restore_command(
 
     if scheduler is not None and not is_dataset:
         raise UserError("--scheduler applies to OME-Zarr datasets (.zarr) only")
-    if is_dataset:
-        from ..inference import BackendRecipe
+    from ..inference import BackendRecipe
+
+    recipe = BackendRecipe(
+        model_path, backend.value, precision.value, device, tile_shape, batch_size, cache_dir
+    )
+    if not is_dataset:
+        restore_tiffs(
+            source, out, recipe, overlap=overlap_zyx, output=output.value, overwrite=overwrite
+        )
+        return
+    if tile_shape is None:
         from ..inference.recipe import live_tile_shape
         from ..storage import open_dataset
 
-        if tile_shape is None:
-            g = open_dataset(source).meta.get("geometry", {})
-            if g:
-                tile_shape = live_tile_shape((g["planes"], g["height"], g["width"]))
-        recipe = BackendRecipe(
-            model_path,
-            backend.value,
-            precision.value,
-            device,
-            tile_shape,
-            batch_size,
-            cache_dir,
-        )
-        restore_dataset(
-            source, out, recipe, only_missing=only_missing, overlap=overlap_zyx, scheduler=scheduler
-        )
-        return
-    make_backend = backend_factory(
-        model_path, backend.value, precision.value, device, tile_shape, batch_size, cache_dir
-    )
-    _restore_tiffs(
-        _tiff_jobs(source, out),
-        make_backend,
-        tile=tile_shape,
-        overlap=overlap_zyx,
-        batch_size=batch_size,
-        output=output.value,
-        overwrite=overwrite,
+        g = open_dataset(source).meta.get("geometry", {})
+        if g:
+            recipe = recipe.replace(
+                tile_shape=live_tile_shape((g["planes"], g["height"], g["width"]))
+            )
+    restore_dataset(
+        source, out, recipe, only_missing=only_missing, overlap=overlap_zyx, scheduler=scheduler
     )

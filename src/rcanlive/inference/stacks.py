@@ -13,6 +13,10 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from .backends import Backend
+    from .recipe import BackendRecipe
+
+#: file name suffixes read as TIFF stacks
+TIFF_SUFFIXES = (".tif", ".tiff")
 
 
 class StackError(ValueError):
@@ -119,3 +123,102 @@ def write_stack(path: Path, restored: np.ndarray, stack: Stack) -> None:
     axes = stack.axes if out.ndim == len(stack.axes) else stack.axes[-out.ndim :]
     # minisblack: a stack of 3 or 4 planes must not be stored as RGB
     tifffile.imwrite(path, out, photometric="minisblack", metadata={"axes": axes})
+
+
+@dataclass(frozen=True, slots=True)
+class TiffJob:
+    """One TIFF to restore and where its restored stack goes."""
+
+    source: Path
+    target: Path
+
+
+def tiff_jobs(source: Path, out: Path, *, overwrite: bool = False) -> list[TiffJob]:
+    """The jobs restoring a TIFF file, or every TIFF of a folder, into ``out``.
+
+    ``out`` is a file (or a folder) for one TIFF, a folder for a folder.
+
+    Raises
+    ------
+    StackError
+        If ``source`` holds no TIFF, ``out`` cannot be made, a target exists and
+        ``overwrite`` is false, or a target would replace an input (the same file or a
+        link to it; resolved paths are compared): never even with ``overwrite``.
+    """
+    for parent in out.parents:
+        if parent.exists() and not parent.is_dir():
+            raise StackError(f"{out} cannot be created: {parent} is a file, not a folder")
+    if source.is_file():
+        if source.suffix.lower() not in TIFF_SUFFIXES:
+            raise StackError(f"{source} is not a TIFF file (.tif/.tiff) or an OME-Zarr (.zarr)")
+        jobs = [TiffJob(source, out / source.name if out.is_dir() else out)]
+    else:
+        files = sorted(p for p in source.iterdir() if p.suffix.lower() in TIFF_SUFFIXES)
+        if not files:
+            raise StackError(f"no .tif/.tiff files in {source}")
+        if out.exists() and not out.is_dir():
+            raise StackError(
+                f"{source} is a folder, so the output must be a folder; {out} is a file"
+            )
+        jobs = [TiffJob(f, out / f.name) for f in files]
+    inputs = {job.source.resolve() for job in jobs}
+    for job in jobs:
+        if job.target.resolve() in inputs:
+            raise StackError(
+                f"{job.target} is the input {job.source} (or a link to it): restoring would "
+                "replace the raw data; write elsewhere (overwriting never replaces an input)"
+            )
+        if job.target.exists() and not overwrite:
+            raise StackError(f"{job.target} exists; replace it (overwrite) or write elsewhere")
+    return jobs
+
+
+def restore_tiffs(
+    jobs: list[TiffJob],
+    recipe: BackendRecipe,
+    *,
+    overlap: tuple[int, int, int] | None = None,
+    output: Literal["intensity", "normalized"] = "intensity",
+    on_open: Callable[[Backend], None] | None = None,
+    progress: Callable[[TiffJob, int, int], None] | None = None,
+) -> None:
+    """Restore each job's stack with one backend, opened from ``recipe``.
+
+    With no tile in ``recipe``, the tile is chosen from the first stack's volume shape
+    (static backends need one), so that ``auto`` measures the candidates on that tile.
+    ``on_open(backend)`` is called once the backend is open; ``progress(job, done,
+    total)`` counts the tiles of a job's stack.
+    """
+    from .backends import is_artifact
+    from .tiling import choose_tile_shape
+
+    first = read_stack(jobs[0].source)
+    if recipe.tile_shape is None and not is_artifact(recipe.model):
+        z, y, x = first.data.shape[-3:]
+        recipe = recipe.replace(tile_shape=choose_tile_shape((z, y, x)))
+    backend = recipe()
+    try:
+        if on_open is not None:
+            on_open(backend)
+        for number, job in enumerate(jobs):
+            stack = first if number == 0 else read_stack(job.source)
+
+            def update(done: int, total: int, job: TiffJob = job) -> None:
+                if progress is not None:
+                    progress(job, done, total)
+
+            try:
+                restored = restore_stack(
+                    stack,
+                    backend,
+                    tile_shape=recipe.tile_shape,
+                    overlap=overlap,
+                    batch_size=recipe.batch_size,
+                    output=output,
+                    progress=update,
+                )
+            except StackError as exc:
+                raise StackError(f"{job.source}: {exc}") from None
+            write_stack(job.target, restored, stack)
+    finally:
+        backend.close()
