@@ -15,12 +15,12 @@ from .datasets import (
     split_pairs,
 )
 from .patches import BackgroundRule, ForegroundStats, PatchSampler
+from .precision import StepTiming, choose_precision, resolve_precision
 from .trainer import (
     EpochRecord,
     TrainingResult,
     load_training_pairs,
     plot_history,
-    resolve_precision,
     train,
     train_step,
 )
@@ -33,9 +33,11 @@ __all__ = [
     "PatchDataset",
     "PatchSampler",
     "PreparedVolume",
+    "StepTiming",
     "TrainingResult",
     "VolumePair",
     "augment_pair",
+    "choose_precision",
     "load_training_pairs",
     "pairs_from_arrays",
     "plot_history",

@@ -35,19 +35,20 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
 from ..analysis.metrics import psnr, ssim
-from ..cpu import has_native_bf16
 from ..log import logger
 from ..model import RCAN3D, ModelConfig, PercentileNormalizer, load_checkpoint, save_checkpoint
 from .datasets import (
     PatchDataset,
     PreparedVolume,
     VolumePair,
+    deconvolve_targets,
     prepare,
     read_tiff_pairs,
     read_zarr_pairs,
     split_pairs,
 )
 from .patches import BackgroundRule, PatchSampler
+from .precision import choose_precision, resolve_precision
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -124,30 +125,16 @@ class _Distributed:
         return self.rank == 0
 
 
-def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for ``precision`` on ``device``; ``None`` means fp32.
-
-    Raises
-    ------
-    ValueError
-        For fp16 on CPU, or bf16 on a device that does not support it.
-    """
-    cuda = device.type == "cuda"
-    if precision == "fp32":
-        return None
-    if precision == "auto":
-        if cuda:
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.bfloat16 if has_native_bf16() else None
-    if precision == "fp16":
-        if not cuda:
-            raise ValueError("precision 'fp16' needs a CUDA device; use 'bf16' or 'fp32' on CPU")
-        return torch.float16
-    if precision == "bf16":
-        if cuda and not torch.cuda.is_bf16_supported():
-            raise ValueError("this GPU has no bf16; use precision 'fp16' or 'fp32'")
-        return torch.bfloat16
-    raise ValueError(f"unknown precision {precision!r}; use auto, fp32, bf16 or fp16")
+def _agreed_precision(
+    config: TrainingConfig, device: torch.device, dist_ctx: _Distributed
+) -> torch.dtype | None:
+    """The autocast dtype; under DDP, rank 0's measured choice for every rank."""
+    if not dist_ctx.enabled or dist_ctx.world_size == 1:
+        return choose_precision(config, device)[0]
+    names = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
+    choice = [names[choose_precision(config, device)[0]] if dist_ctx.is_main else ""]
+    torch.distributed.broadcast_object_list(choice, src=0)
+    return resolve_precision(choice[0], device)
 
 
 def load_training_pairs(config: TrainingConfig) -> list[VolumePair]:
@@ -165,6 +152,7 @@ def train(
     resume: bool = False,
     pairs: Sequence[VolumePair] | None = None,
     console: Console | None = None,
+    target_psf: np.ndarray | None = None,
 ) -> TrainingResult:
     """Train an RCAN3D as ``config`` says and write its checkpoints.
 
@@ -179,6 +167,9 @@ def train(
         still apply).
     console
         Rich console for the progress bar (stderr by default).
+    target_psf
+        PSF for ``data.deconvolve_target`` when ``data.psf`` names none (the CLI
+        passes the rig's iSIM PSF at the pairs dataset's voxel size).
 
     Returns
     -------
@@ -194,6 +185,13 @@ def train(
     """
     dist_ctx, device = _setup_distributed(config.device)
     try:
+        if config.data.deconvolve_target:  # the paper's ground truth: RL-deconvolved
+            pairs = deconvolve_targets(
+                pairs if pairs is not None else load_training_pairs(config),
+                config.data,
+                psf=target_psf,
+                device=str(device),
+            )
         return _train(config, dist_ctx, device, resume, pairs, console)
     finally:
         if dist_ctx.owns_group:
@@ -252,7 +250,7 @@ def _train(
     out = Path(config.output_dir)
     result = TrainingResult(out, out / "best.pt", out / "last.pt", out / "loss.png")
     result.rank = dist_ctx.rank
-    amp_dtype = resolve_precision(config.precision, device)
+    amp_dtype = _agreed_precision(config, device, dist_ctx)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # one patch shape: let cuDNN pick kernels
     torch.manual_seed(config.seed)

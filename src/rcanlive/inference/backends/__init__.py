@@ -16,7 +16,8 @@ which are loaded only when a backend is created.
 
 from __future__ import annotations
 
-from .artifacts import ArtifactManifest, default_cache_dir, is_artifact, read_manifest
+from ...cache import default_cache_dir
+from .artifacts import ArtifactManifest, is_artifact, read_manifest
 from .base import (
     PRECISIONS,
     Backend,

@@ -4,7 +4,7 @@ Every artifact (AOTInductor ``.pt2`` package, ``.onnx`` graph, TensorRT ``.engin
 has a JSON manifest next to it, ``<artifact>.json``, holding what is needed to use it
 without the checkpoint: normalisation, tile and batch shape, precision, and the hash
 of the model it was built from. Artifacts built on the fly are cached under
-:func:`default_cache_dir`, one file per key, so a second run never compiles again.
+:func:`rcanlive.cache.default_cache_dir`, one file per key, so a second run never compiles again.
 """
 
 from __future__ import annotations
@@ -119,17 +119,6 @@ def is_artifact(path: str | os.PathLike[str]) -> bool:
     from .table import backend_of_suffix
 
     return backend_of_suffix(path.suffix) is not None and manifest_path(path).is_file()
-
-
-def default_cache_dir() -> Path:
-    """Where built artifacts are cached: ``$RCANLIVE_CACHE_DIR``, else
-    ``$XDG_CACHE_HOME/rcanlive``, else ``~/.cache/rcanlive``."""
-    env = os.environ.get("RCANLIVE_CACHE_DIR")
-    if env:
-        return Path(env).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
-    return base / "rcanlive"
 
 
 def cache_path(cache_dir: str | os.PathLike[str], backend: ArtifactBackend, **key: Any) -> Path:

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from .artifacts import cache_path, default_cache_dir, read_manifest
+from ...cache import default_cache_dir
+from .artifacts import cache_path, read_manifest
 from .base import Backend, BackendError, BackendUnavailable
 from .devices import device_type, resolve_device
 from .precision import resolve_precision
