@@ -17,6 +17,8 @@ if TYPE_CHECKING:
 VolumeCallback = Callable[[Volume], None]
 VolumeMetadata = Callable[[dict[str, Any]], dict[str, Any]]
 """Camera metadata of a volume's first frame → what its log record keeps (the rig's)."""
+EventKey = Callable[["MDAEvent"], tuple[int, int, int]]
+"""An event → the ``(t, p, c)`` of the volume it belongs to in the dataset."""
 
 
 @dataclass(slots=True)
@@ -43,6 +45,9 @@ class VolumeAssembler:
     acquisition there) and no later volume is stored or handed on (their keys are in
     :attr:`dropped`). ``listeners`` run after the sink and their failures are only
     logged, so a slow or broken consumer cannot lose raw data.
+
+    ``key_of`` maps an event to its volume's ``(t, p, c)`` (default: the event's own
+    ``t``, ``p`` and ``c`` indices); ``channel_names`` are indexed by that ``c``.
     """
 
     def __init__(
@@ -54,6 +59,7 @@ class VolumeAssembler:
         on_frame: Callable[[int], None] | None = None,
         on_error: Callable[[BaseException], None] | None = None,
         volume_metadata: VolumeMetadata | None = None,
+        key_of: EventKey | None = None,
     ) -> None:
         self.planes = planes
         self.channel_names = channel_names
@@ -62,6 +68,7 @@ class VolumeAssembler:
         self.on_frame = on_frame
         self.on_error = on_error
         self.volume_metadata = volume_metadata
+        self.key_of = key_of
         self.frames = 0
         self.volumes = 0
         self.errors: list[BaseException] = []
@@ -73,7 +80,10 @@ class VolumeAssembler:
     def frameReady(self, img: np.ndarray, event: MDAEvent, meta: dict[str, Any]) -> None:
         """Place one frame; emit the volume when its last plane arrives."""
         idx = event.index
-        key = (idx.get("t", 0), idx.get("p", 0), idx.get("c", 0))
+        if self.key_of is not None:
+            key = self.key_of(event)
+        else:
+            key = (idx.get("t", 0), idx.get("p", 0), idx.get("c", 0))
         z = idx.get("z", 0)
         with self._lock:
             self.frames += 1
