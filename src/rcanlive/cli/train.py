@@ -42,11 +42,12 @@ def train_command(
     from ..log import configure_logging
     from ..model import CheckpointError
     from ..training import DatasetError, train
+    from .deconvolve import training_psf  # the rig's PSF for [data] deconvolve_target
 
     cfg = load_config(config, TrainingConfig, output_dir=out, epochs=epochs, device=device)
     configure_logging()
     try:
-        result = train(cfg, resume=resume, console=console)
+        result = train(cfg, resume=resume, console=console, target_psf=training_psf(cfg))
     except (DatasetError, CheckpointError) as exc:
         raise UserError(str(exc)) from None
     except ValueError as exc:

@@ -37,6 +37,18 @@ class TrainingDataConfig(FrozenModel):
         Exact number of held-out volumes.
     validation_patches
         Fixed patches drawn once from each held-out volume; PSNR/SSIM are their mean.
+    deconvolve_target
+        Deconvolve every ground-truth volume by Richardson–Lucy before normalisation,
+        as the paper made its ground truth (:mod:`rcanlive.analysis.deconvolution`).
+    deconvolve_iterations
+        Richardson–Lucy iterations (paper: 15).
+    deconvolve_background
+        Subtracted from the ground truth before deconvolving; default: the camera
+        offset a pairs dataset records (100 counts), 0 for TIFF folders.
+    psf
+        Measured PSF (a centred bead TIFF) for the deconvolution; default for a pairs
+        dataset: the rig's iSIM PSF at its voxel size (``rcanlive train`` computes
+        it); TIFF folders need one.
     """
 
     pairs: Path | None = None
@@ -45,6 +57,10 @@ class TrainingDataConfig(FrozenModel):
     validation_fraction: StrictFloat = Field(default=0.15, ge=0.0, lt=1.0)
     validation_count: StrictInt | None = Field(default=None, ge=0)
     validation_patches: StrictInt = Field(default=2, ge=1, le=10_000)
+    deconvolve_target: StrictBool = False
+    deconvolve_iterations: StrictInt = Field(default=15, ge=1, le=10_000)
+    deconvolve_background: StrictFloat | None = Field(default=None, ge=0, le=65_535)
+    psf: Path | None = None
 
     @model_validator(mode="after")
     def _one_source(self) -> TrainingDataConfig:
