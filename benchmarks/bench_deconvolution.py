@@ -17,7 +17,7 @@ import time
 import numpy as np
 
 from rcanlive.analysis.deconvolution import resolve_device, richardson_lucy
-from rcanlive.cli.deconvolve import rig_psf
+from rcanlive.simulation.optics import rig_psf
 
 
 def _seconds(volume: np.ndarray, psf: np.ndarray, n: int, **kwargs: object) -> float:

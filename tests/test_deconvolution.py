@@ -363,9 +363,10 @@ def test_training_data_deconvolve_target_sharpens_the_ground_truth(tmp_path: Pat
 def test_the_trainer_and_train_command_use_the_rig_psf_for_a_pairs_dataset(
     tmp_path: Path, pairs_dataset: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from rcanlive.cli.deconvolve import training_psf
     from rcanlive.config.training import TrainingConfig
+    from rcanlive.simulation.optics import channel_psf
     from rcanlive.training import trainer
+    from rcanlive.training.ground_truth import pairs_target_psf
 
     path = pairs_dataset
     cfg = TrainingConfig.model_validate(
@@ -381,7 +382,7 @@ def test_the_trainer_and_train_command_use_the_rig_psf_for_a_pairs_dataset(
             "progress": False,
         }
     )
-    psf = training_psf(cfg)
+    psf = pairs_target_psf(cfg.data, channel_psf)
     assert psf is not None and psf.shape == (9, 21, 21)  # 2.0/0.25 planes, 1.2/0.0555 px
     seen: list[np.ndarray] = []
 

@@ -57,6 +57,8 @@ from scipy import ndimage, optimize
 from skimage.metrics import structural_similarity
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from numpy.typing import NDArray
 
 #: |FT(sPSF)| relative to its zero-frequency value below which a frequency lies beyond
@@ -441,9 +443,7 @@ def estimate_noise_model(
     read_noise = float(np.sqrt(max(float(intercept), 0.0))) * gain
     scale = 1.0
     if clean is not None:
-        c = np.clip(np.asarray(clean, np.float64), 0, None)
-        if c.shape != v.shape:
-            raise ValueError(f"clean volume {c.shape} and experimental {v.shape} differ in shape")
+        c, _ = _paired(clean, v)
         scale = float(np.sum(c * (v - offset)) / max(float(np.sum(c * c)), 1e-12))
     return NoiseModel(offset, float(gain), read_noise, max(scale, 1e-6))
 
@@ -474,12 +474,20 @@ def noise_ssim(
     fixed by ``rng``, so that for a seed the SSIM is a smooth, repeatable function of
     the parameters (what the fit needs). The data range is the experimental volume's.
     """
+    c, e = _paired(clean, experimental)
+    z = np.random.default_rng(rng).standard_normal((2, *c.shape))
+    return _ssim_with_draws(model, c, e, z, float(e.max() - e.min()))
+
+
+def _paired(
+    clean: np.ndarray, experimental: np.ndarray
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """A clean volume (clipped at 0) and an experimental one of the same shape, float64."""
     c = np.clip(np.asarray(clean, np.float64), 0, None)
     e = np.asarray(experimental, np.float64)
     if c.shape != e.shape:
         raise ValueError(f"clean volume {c.shape} and experimental {e.shape} differ in shape")
-    z = np.random.default_rng(rng).standard_normal((2, *c.shape))
-    return _ssim_with_draws(model, c, e, z, float(e.max() - e.min()))
+    return c, e
 
 
 def _ssim_with_draws(
@@ -549,10 +557,7 @@ def fit_noise_model(
         raise ValueError(f"fit some of {NOISE_PARAMETERS}, not {sorted(unknown) or 'none'}")
     if not 0 < tolerance < 1:
         raise ValueError(f"tolerance is a fraction in (0, 1), got {tolerance}")
-    c = np.clip(np.asarray(synthetic_clean, np.float64), 0, None)
-    e = np.asarray(experimental, np.float64)
-    if c.shape != e.shape:
-        raise ValueError(f"clean volume {c.shape} and experimental {e.shape} differ in shape")
+    c, e = _paired(synthetic_clean, experimental)
     draws = np.random.default_rng(rng).standard_normal((2, *c.shape))
     data_range = float(e.max() - e.min())
 
@@ -560,18 +565,27 @@ def fit_noise_model(
         model = initial.scaled(dict(zip(parameters, ratios.tolist(), strict=True)))
         return -_ssim_with_draws(model, c, e, draws, data_range)
 
-    start = np.ones(len(parameters))
+    best = _bounded_minimum(loss, len(parameters), tolerance, max_evaluations)
+    if best is None:
+        return initial
+    return initial.scaled(dict(zip(parameters, best.tolist(), strict=True)))
+
+
+def _bounded_minimum(
+    loss: Callable[[NDArray[np.float64]], float], n: int, tolerance: float, max_evaluations: int
+) -> NDArray[np.float64] | None:
+    """Powell's search for the ratios (each within ``1 ± tolerance``) that minimise
+    ``loss``, starting from all ones; None when none scores lower than the start."""
+    start = np.ones(n)
     result = optimize.minimize(
         loss,
         start,
         method="Powell",
-        bounds=[(1 - tolerance, 1 + tolerance)] * len(parameters),
+        bounds=[(1 - tolerance, 1 + tolerance)] * n,
         options={"maxfev": max_evaluations, "xtol": 1e-3, "ftol": 1e-6},
     )
     best = np.clip(result.x, 1 - tolerance, 1 + tolerance)
-    if loss(best) >= loss(start):
-        return initial
-    return initial.scaled(dict(zip(parameters, best.tolist(), strict=True)))
+    return None if loss(best) >= loss(start) else best
 
 
 # -- the whole synthesis --------------------------------------------------------------

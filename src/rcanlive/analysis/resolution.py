@@ -51,18 +51,19 @@ Airy PSF, 0.88 × its cut-off 2NA/λ, so 1.14 × λ/2NA). Noise moves it by a fe
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
 import numpy as np
 from scipy.signal import find_peaks
 from scipy.signal.windows import tukey
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
     from numpy.typing import NDArray
 
 Criterion = Literal["modified", "classic"]
+_Slice = TypeVar("_Slice")
 
 #: Width (pixels) of the cosine taper at the image edges; it keeps the edges'
 #: discontinuity (a bright cross in the spectrum) out of the analysis.
@@ -378,11 +379,16 @@ def _estimate_nm(
     r_max: float,
     criterion: Criterion,
     sector_deg: float | None = None,
+    spacing: tuple[float, float] = (1.0, 1.0),
 ) -> float | None:
-    """Resolution (nm) of one image, or None where decorrelation finds no peak."""
+    """Resolution (nm) of one image, or None where decorrelation finds no peak.
+
+    ``pixel_size_nm`` is the finer axis's pixel size when ``spacing`` differs by axis.
+    """
     if not np.ptp(image) > 0:
         return None
-    r = select_peak(decorrelation_curves(image, r_max=r_max, sector_deg=sector_deg), criterion)
+    curves = decorrelation_curves(image, r_max=r_max, sector_deg=sector_deg, spacing=spacing)
+    r = select_peak(curves, criterion)
     return None if r is None or r <= 0 else 2.0 * pixel_size_nm / r
 
 
@@ -546,15 +552,29 @@ def lateral_resolution(
     r_max = _band(pixel_size_nm, limit_nm)
     rows, signal = _lateral_slices(data, pixel_size_nm, z_step_nm)
     chosen = [row for row, keep in zip(rows, signal, strict=True) if keep]
-    found: list[float] = []
-    for done, row in enumerate(chosen, start=1):
+
+    def estimate(row: NDArray[np.float64]) -> float | None:
         plane = _interpolated_plane(data, row)
-        estimate = _estimate_nm(plane, pixel_size_nm, r_max, criterion)
-        if estimate is not None:
-            found.append(estimate)
+        return _estimate_nm(plane, pixel_size_nm, r_max, criterion)
+
+    return _over_slices(chosen, estimate, progress, "xy")
+
+
+def _over_slices(
+    slices: Sequence[_Slice],
+    estimate: Callable[[_Slice], float | None],
+    progress: Callable[[int, int], None] | None,
+    where: str,
+) -> ResolutionStats:
+    """``estimate`` of each slice, with progress, summarised over those with a peak."""
+    found: list[float] = []
+    for done, item in enumerate(slices, start=1):
+        value = estimate(item)
+        if value is not None:
+            found.append(value)
         if progress is not None:
-            progress(done, len(chosen))
-    return _stats(found, "xy")
+            progress(done, len(slices))
+    return _stats(found, where)
 
 
 def _stats(found: list[float], where: str) -> ResolutionStats:
@@ -577,6 +597,19 @@ def _axial_rows(data: NDArray[np.generic], limit: int) -> NDArray[np.intp]:
         return candidates
     picks = np.linspace(0, candidates.size - 1, limit).round().astype(np.intp)
     return np.unique(candidates[picks])
+
+
+def _axial_band(
+    pixel_size_nm: float, z_step_nm: float, limit_nm: float | None, sector_deg: float
+) -> tuple[float, float]:
+    """The finer voxel side (nm) and the band analysed on xz slices (1 = its Nyquist):
+    never beyond the z sampling's Nyquist."""
+    if not 0 < sector_deg < 180:
+        raise ValueError(
+            f"the sector's opening angle must be in (0, 180) degrees, got {sector_deg}"
+        )
+    finest = min(pixel_size_nm, z_step_nm)
+    return finest, min(_band(finest, limit_nm), finest / z_step_nm)
 
 
 def axial_resolution(
@@ -628,25 +661,15 @@ def axial_resolution(
     """
     data = np.asarray(volume)
     _check_volume(data, pixel_size_nm, z_step_nm, min_planes=2)
-    if not 0 < sector_deg < 180:
-        raise ValueError(
-            f"the sector's opening angle must be in (0, 180) degrees, got {sector_deg}"
-        )
-    finest = min(pixel_size_nm, z_step_nm)
-    r_max = min(_band(finest, limit_nm), finest / z_step_nm)
+    finest, r_max = _axial_band(pixel_size_nm, z_step_nm, limit_nm, sector_deg)
     rows = _axial_rows(data, max(1, max_slices))
-    found: list[float] = []
-    for done, y in enumerate(rows, start=1):
+    spacing = (z_step_nm, pixel_size_nm)
+
+    def estimate(y: int) -> float | None:
         xz = np.asarray(data[:, y, :], dtype=np.float64)
-        if np.ptp(xz) > 0:
-            spacing = (z_step_nm, pixel_size_nm)
-            curves = decorrelation_curves(xz, r_max=r_max, sector_deg=sector_deg, spacing=spacing)
-            r = select_peak(curves, "modified")
-            if r is not None and r > 0:
-                found.append(2.0 * finest / r)
-        if progress is not None:
-            progress(done, len(rows))
-    return _stats(found, "xz").mean_nm
+        return _estimate_nm(xz, finest, r_max, "modified", sector_deg, spacing)
+
+    return _over_slices(rows.tolist(), estimate, progress, "xz").mean_nm
 
 
 def measure_resolution(
@@ -685,13 +708,7 @@ def measure_resolution(
         As :func:`lateral_resolution` and :func:`axial_resolution`; also for an axial
         measurement of a 2D image.
     """
-    data = np.asarray(volume)
-    if data.ndim == 2:
-        if axial:
-            raise ValueError("an axial resolution needs a (Z, Y, X) volume, got one 2D image")
-        data = data[None]
-    if data.ndim != 3:
-        raise ValueError(f"expected a (Z, Y, X) volume or a (Y, X) image, got shape {data.shape}")
+    data = _as_volume(volume, axial)
     if data.shape[0] == 1:
         # one plane: nothing to interpolate, and no z step needed
         z_step_nm = pixel_size_nm
@@ -712,6 +729,18 @@ def measure_resolution(
             progress=_stage(progress, "axial"),
         )
     return {"lateral_nm": {"mean": lateral.mean_nm, "sd": lateral.sd_nm}, "axial_nm": axial_nm}
+
+
+def _as_volume(volume: NDArray[np.generic], axial: bool) -> NDArray[np.generic]:
+    """``(Z, Y, X)``: a volume as it is, one ``(Y, X)`` image as one plane."""
+    data = np.asarray(volume)
+    if data.ndim == 2:
+        if axial:
+            raise ValueError("an axial resolution needs a (Z, Y, X) volume, got one 2D image")
+        data = data[None]
+    if data.ndim != 3:
+        raise ValueError(f"expected a (Z, Y, X) volume or a (Y, X) image, got shape {data.shape}")
+    return data
 
 
 def _stage(

@@ -15,9 +15,7 @@ from .app import UserError, app, console
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
-    import numpy as np
-
-TIFF_SUFFIXES = (".tif", ".tiff")
+    from ..storage.imaging import SampledVolume
 
 
 class ImageChoice(StrEnum):
@@ -33,54 +31,8 @@ def _positive(value: float | None, flag: str) -> float | None:
     return value
 
 
-def _read_tiff(
-    path: Path, pixel_size: float | None, z_step: float | None
-) -> tuple[np.ndarray, float, float]:
-    """A YX or ZYX TIFF and its voxel size, which the user must give."""
-    import numpy as np
-    import tifffile
-
-    if pixel_size is None:
-        raise UserError(f"{path} is a TIFF: give its pixel size with --pixel-size NM")
-    try:
-        data = np.squeeze(tifffile.imread(path))
-    except (tifffile.TiffFileError, ValueError) as exc:
-        raise UserError(f"{path} is not a readable TIFF ({exc})") from None
-    if data.ndim not in (2, 3):
-        raise UserError(f"{path} holds an image of shape {data.shape}; give a YX or ZYX TIFF")
-    if data.ndim == 3 and z_step is None:
-        raise UserError(f"{path} is a z-stack: give its plane spacing with --z-step NM")
-    return data, pixel_size, z_step if z_step is not None else pixel_size
-
-
-def _read_dataset(
-    path: Path, key: tuple[int, int, int], image: str, overrides: tuple[float | None, float | None]
-) -> tuple[np.ndarray, float, float]:
-    """One volume of an rcanlive dataset and its voxel size (nm) from the dataset."""
-    from ..storage import DamagedVolume, open_dataset
-
-    dataset = open_dataset(path)
-    geometry = dataset.meta.get("geometry") or {}
-    pixel_size, z_step = overrides
-    try:
-        pixel_size = pixel_size or float(geometry["pixel_size_um"]) * 1000.0
-        z_step = z_step or float(geometry["z_step_um"]) * 1000.0
-    except (KeyError, TypeError, ValueError):
-        raise UserError(
-            f"{path} records no voxel size; give it with --pixel-size NM and --z-step NM"
-        ) from None
-    t, p, c = key
-    try:
-        volume = dataset.volume(t, p=p, c=c, image=image)
-    except DamagedVolume:
-        raise  # its own message says what is damaged (and `rcanlive check` tells more)
-    except (KeyError, IndexError) as exc:
-        keys = ", ".join(f"t={k[0]} p={k[1]} c={k[2]}" for k in dataset.keys()[:8])
-        raise UserError(
-            f"{path}: no {image} volume t={t} p={p} c={c} ({exc}); "
-            f"choose one with --time/--position/--channel (it holds: {keys or 'none'})"
-        ) from None
-    return volume, pixel_size, z_step
+#: the options that give each part of the voxel size
+_VOXEL_OPTIONS = {"pixel_size": "--pixel-size NM", "z_step": "--z-step NM"}
 
 
 def _load(
@@ -88,15 +40,22 @@ def _load(
     key: tuple[int, int, int],
     image: str,
     overrides: tuple[float | None, float | None],
-) -> tuple[np.ndarray, float, float]:
+) -> SampledVolume:
     """The volume IN names and its voxel size (nm)."""
-    if not source.exists():
-        raise UserError(f"not found: {source}")
-    if source.is_dir():
-        return _read_dataset(source, key, image, overrides)
-    if source.suffix.lower() in TIFF_SUFFIXES:
-        return _read_tiff(source, *overrides)
-    raise UserError(f"{source} is neither an rcanlive dataset (.ome.zarr) nor a TIFF")
+    from ..storage.imaging import MissingVolume, MissingVoxelSize, read_sampled_volume
+
+    pixel_size, z_step = overrides
+    try:
+        return read_sampled_volume(
+            source, key, image=image, pixel_size_nm=pixel_size, z_step_nm=z_step
+        )
+    except MissingVoxelSize as exc:
+        flags = " and ".join(_VOXEL_OPTIONS[name] for name in exc.missing)
+        raise UserError(f"{exc} with {flags}") from None
+    except MissingVolume as exc:
+        raise UserError(f"{exc}; choose one with --time/--position/--channel") from None
+    except (FileNotFoundError, ValueError) as exc:
+        raise UserError(str(exc)) from None
 
 
 @contextmanager
@@ -195,13 +154,13 @@ def resolution_command(
     overrides = (_positive(pixel_size, "--pixel-size"), _positive(z_step, "--z-step"))
     _positive(limit, "--limit")
     _positive(axial_limit, "--axial-limit")
-    volume, px, dz = _load(source, (time, position, channel), image.value, overrides)
+    sampled = _load(source, (time, position, channel), image.value, overrides)
     try:
         with _progress() as progress:
             result = measure_resolution(
-                volume,
-                px,
-                dz,
+                sampled.data,
+                sampled.pixel_size_nm,
+                sampled.z_step_nm,
                 axial=axial,
                 limit_nm=limit,
                 axial_limit_nm=axial_limit,

@@ -10,7 +10,7 @@ import typer
 from .app import UserError, app, console
 
 if TYPE_CHECKING:
-    import numpy as np
+    from ..training.pre_expansion_pairs import PreExpansionPairs
 
 simulate_app = typer.Typer(
     help=(
@@ -148,28 +148,30 @@ def pre_expansion_command(
     """Synthesise pre-expansion inputs and deconvolved targets into ``out``."""
     from rich.progress import Progress
 
-    from ..simulation.optics import isim_psf
-    from ..training.pre_expansion_pairs import write_pre_expansion_pairs
-
-    def rig_psf(voxel_um: tuple[float, float, float]) -> np.ndarray:
-        # the extent the simulated rig blurs with (simulation/world.py)
-        dz, dxy = voxel_um[0], voxel_um[2]
-        return isim_psf((max(1, int(2.0 / dz)), max(1, int(1.2 / dxy))), (dz, dxy))
+    from ..simulation.optics import rig_psf
+    from ..training.pre_expansion_pairs import PreExpansionSettings, write_pre_expansion_pairs
 
     if (pixel_size is None) != (z_step is None):
         raise UserError("give both --pixel-size and --z-step (the TIFFs' voxel size), or neither")
     voxel = (z_step, pixel_size, pixel_size) if z_step and pixel_size else None
-    with Progress(console=console, transient=True) as progress:
-        task = progress.add_task("pairs", total=None)
-        try:
+    try:
+        settings = PreExpansionSettings(
+            expansion, iterations, deconvolve_input, signal_scale, seed=seed, device=device
+        )
+        with Progress(console=console, transient=True) as progress:
+            task = progress.add_task("pairs", total=None)
             result = write_pre_expansion_pairs(
-                source, out, expansion=expansion, psf=psf or rig_psf, reference=reference,
-                signal_scale=signal_scale, iterations=iterations, voxel_um=voxel, seed=seed,
-                deconvolve_input=deconvolve_input, overwrite=overwrite, device=device,
+                source, out, settings, psf=psf or rig_psf, reference=reference,
+                voxel_um=voxel, overwrite=overwrite,
                 progress=lambda done, total: progress.update(task, completed=done, total=total),
             )  # fmt: skip
-        except (ValueError, FileExistsError) as exc:
-            raise UserError(str(exc)) from None
+    except (ValueError, FileExistsError) as exc:
+        raise UserError(str(exc)) from None
+    console.print(_pairs_summary(result), highlight=False, markup=False)
+
+
+def _pairs_summary(result: PreExpansionPairs) -> str:
+    """What ``simulate pre-expansion`` wrote, its noise, and how to train on it."""
     n, left_out = result.noise, len(result.skipped)
     lines = [
         f"wrote {len(result.names)} pairs to {result.raw_dir} and {result.gt_dir}"
@@ -181,4 +183,4 @@ def pre_expansion_command(
         measured, fitted = result.ssim
         lines.append(f"SSIM to the reference: {measured:.3f} measured, {fitted:.3f} fitted")
     lines.append(f'train with [data] raw_dir = "{result.raw_dir}", gt_dir = "{result.gt_dir}"')
-    console.print("\n".join(lines), highlight=False, markup=False)
+    return "\n".join(lines)

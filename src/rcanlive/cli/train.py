@@ -41,13 +41,15 @@ def train_command(
     from ..config.training import TrainingConfig
     from ..log import configure_logging
     from ..model import CheckpointError
+    from ..simulation.optics import channel_psf
     from ..training import DatasetError, train
-    from .deconvolve import training_psf  # the rig's PSF for [data] deconvolve_target
+    from ..training.ground_truth import pairs_target_psf
 
     cfg = load_config(config, TrainingConfig, output_dir=out, epochs=epochs, device=device)
     configure_logging()
     try:
-        result = train(cfg, resume=resume, console=console, target_psf=training_psf(cfg))
+        target_psf = pairs_target_psf(cfg.data, channel_psf)  # the rig's, for deconvolve_target
+        result = train(cfg, resume=resume, console=console, target_psf=target_psf)
     except (DatasetError, CheckpointError) as exc:
         raise UserError(str(exc)) from None
     except ValueError as exc:

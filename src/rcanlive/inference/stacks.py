@@ -165,7 +165,7 @@ def tiff_jobs(source: Path, out: Path, *, overwrite: bool = False) -> list[TiffJ
     for job in jobs:
         if job.target.resolve() in inputs:
             raise StackError(
-                f"{job.target} is the input {job.source} (or a link to it): restoring would "
+                f"{job.target} is the input {job.source} (or a link to it): writing it would "
                 "replace the raw data; write elsewhere (overwriting never replaces an input)"
             )
         if job.target.exists() and not overwrite:

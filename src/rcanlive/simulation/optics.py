@@ -3,11 +3,14 @@
 The iSIM PSF is the product of the excitation PSF (at the laser wavelength) and the
 emission PSF (at the emission wavelength), both computed by ``psfmodels`` with the
 Gibson-Lanni vectorial model for an NA 1.42 oil objective, as the paper did with
-PSF Generator.
+PSF Generator. :func:`rig_psf` is that PSF over the extent the simulated rig blurs
+with, the one PSF of the rig: the simulator blurs with it, and ground truth is
+deconvolved by it where no measured PSF is given.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -15,6 +18,11 @@ import numpy as np
 
 # Stokes shift of the emission peak over the laser line, for GFP- and RFP-like dyes.
 EMISSION_NM = {488: 525.0, 561: 610.0}
+#: Extent of the rig PSF, µm (axial, lateral): the simulated rig blurs with a PSF this
+#: large, so that simulated data are deconvolved by the PSF that blurred them.
+RIG_PSF_EXTENT_UM = (2.0, 1.2)
+#: The laser line assumed where a channel's name names none, nm.
+DEFAULT_EXCITATION_NM = 488.0
 
 
 @lru_cache(maxsize=16)
@@ -64,6 +72,54 @@ def isim_psf(
     return _isim_psf_cached(
         nz, nxy, float(voxel_um[0]), float(voxel_um[1]), na, float(excitation_nm), em
     )
+
+
+def rig_psf(
+    z_step_um: float, pixel_size_um: float, excitation_nm: float = DEFAULT_EXCITATION_NM
+) -> np.ndarray:
+    """The rig's iSIM PSF at this voxel size: :data:`RIG_PSF_EXTENT_UM` across.
+
+    Normalised to sum 1, centred, odd sizes (at least one plane and one pixel), and
+    read-only (cached).
+    """
+    dz_extent, dxy_extent = RIG_PSF_EXTENT_UM
+    planes = max(1, int(dz_extent / z_step_um))
+    side = max(1, int(dxy_extent / pixel_size_um))
+    return isim_psf((planes, side), (z_step_um, pixel_size_um), excitation_nm=excitation_nm)
+
+
+def channel_excitation_nm(channel: str, default: float = DEFAULT_EXCITATION_NM) -> float:
+    """The laser line a channel's name gives (``"488nm 33 mW"`` → 488), else ``default``."""
+    found = re.search(r"(\d{3,4})\s*nm", channel)
+    return float(found.group(1)) if found else default
+
+
+def channel_psf(
+    z_step_um: float,
+    pixel_size_um: float,
+    channel: str = "",
+    *,
+    default_nm: float = DEFAULT_EXCITATION_NM,
+) -> tuple[np.ndarray, str]:
+    """The rig's PSF for a channel at this voxel size, and a line describing it.
+
+    Parameters
+    ----------
+    z_step_um, pixel_size_um
+        The data's voxel size.
+    channel
+        The channel's name (its laser line is read from it, ``"561nm 5 mW"``).
+    default_nm
+        The laser line when the name gives none (a TIFF has no channel name).
+
+    Returns
+    -------
+    psf, description
+        :func:`rig_psf` and e.g. ``"rig iSIM PSF, 488 nm, 0.25×0.0555 µm voxels"``.
+    """
+    line = channel_excitation_nm(channel, default_nm)
+    described = f"rig iSIM PSF, {line:g} nm, {z_step_um:g}×{pixel_size_um:g} µm voxels"
+    return rig_psf(z_step_um, pixel_size_um, line), described
 
 
 @dataclass(frozen=True, slots=True)

@@ -54,8 +54,9 @@ from ..analysis.pre_expansion import (
 if TYPE_CHECKING:
     from numpy.typing import NDArray
 
-#: Voxel size (dz, dy, dx) in µm → sPSF at that voxel size (e.g. the rig's iSIM PSF).
-PsfFactory: TypeAlias = Callable[[tuple[float, float, float]], np.ndarray]
+#: (z step, pixel size) in µm → sPSF at that voxel size (e.g. the rig's iSIM PSF,
+#: :func:`rcanlive.simulation.optics.rig_psf`).
+PsfFactory: TypeAlias = Callable[[float, float], np.ndarray]
 TIFF_SUFFIXES = (".tif", ".tiff")
 SUBFOLDERS = ("raw", "gt", "synthetic")
 MANIFEST = "pre_expansion.json"
@@ -80,6 +81,37 @@ class PostVolume:
     name: str
     read: Callable[[], np.ndarray]
     voxel_um: tuple[float, float, float] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PreExpansionSettings:
+    """How :func:`write_pre_expansion_pairs` makes its pairs.
+
+    Attributes
+    ----------
+    expansion
+        The gel's linear expansion factor ``M`` (paper: 3.2 mitochondria, 4.0 tubulin).
+    iterations
+        Richardson–Lucy iterations for targets and inputs (paper: 15).
+    deconvolve_input
+        Deconvolve the synthetic inputs as the paper did (else offset-subtracted only).
+    signal_scale
+        Without a reference: pre-expansion counts per post-expansion count (``M³``).
+    block_yx
+        Lateral side of the blocks a stitched gel is cut into, pixels.
+    seed
+        Seed of the noise.
+    device
+        Where RL runs (``auto``, ``cpu``, ``cuda``, ``cuda:N``).
+    """
+
+    expansion: float
+    iterations: int = 15
+    deconvolve_input: bool = True
+    signal_scale: float | None = None
+    block_yx: int = DEFAULT_BLOCK_YX
+    seed: int = 0
+    device: str = "auto"
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,9 +196,11 @@ def _dataset_volumes(path: Path, block_yx: int) -> list[PostVolume]:
     import zarr
 
     from ..storage import open_dataset
+    from ..storage.imaging import dataset_imaging
 
     ds = open_dataset(path)
-    voxel = (float(ds.meta["z_step_um"]), *(2 * (float(ds.meta["pixel_size_um"]),)))
+    dz, dxy = dataset_imaging(ds.meta).voxel_um()
+    voxel = (dz, dxy, dxy)
     if ds.kind == "pairs":
         raise ValueError(f"{path} is a pairs dataset; give post-expansion volumes (tiles)")
     root = zarr.open_group(path, mode="r")
@@ -298,7 +332,7 @@ def _resolve_psf(
                 "the PSF is computed for the data's voxel size, which TIFFs do not record: "
                 "give the voxel size (z step and pixel size) or a measured PSF"
             )
-        return check_psf(psf(voxel_um))
+        return check_psf(psf(voxel_um[0], voxel_um[2]))
     return check_psf(psf)
 
 
@@ -360,19 +394,13 @@ def _write_tiff(path: Path, data: np.ndarray) -> None:
 def write_pre_expansion_pairs(
     source: str | Path,
     out: str | Path,
+    settings: PreExpansionSettings,
     *,
-    expansion: float,
     psf: str | Path | np.ndarray | PsfFactory,
     reference: str | Path | np.ndarray | None = None,
-    signal_scale: float | None = None,
     noise: NoiseModel | None = None,
-    iterations: int = 15,
-    deconvolve_input: bool = True,
     voxel_um: tuple[float, float, float] | None = None,
-    block_yx: int = DEFAULT_BLOCK_YX,
-    seed: int = 0,
     overwrite: bool = False,
-    device: str = "auto",
     progress: Callable[[int, int], None] | None = None,
 ) -> PreExpansionPairs:
     """Write a training set of (synthetic pre-expansion input, deconvolved target) pairs.
@@ -384,83 +412,123 @@ def write_pre_expansion_pairs(
         TIFFs, or a tiling (stitched or not) or live dataset; raw camera counts.
     out
         Output folder (see the module's docstring for its layout).
-    expansion
-        The gel's linear expansion factor ``M`` (paper: 3.2 mitochondria, 4.0 tubulin).
+    settings
+        Expansion factor, iterations, noise seed, device, ... (:class:`PreExpansionSettings`).
     psf
-        sPSF: a centred bead TIFF, an array, or a function of the voxel size (dz, dy,
-        dx) in µm returning one (e.g. the rig's iSIM PSF).
+        sPSF: a centred bead TIFF, an array, or a function of the voxel size (z step,
+        pixel size) in µm returning one (e.g. the rig's iSIM PSF).
     reference
         An experimental pre-expansion volume (TIFF or array, counts) of the region of
         the first post-expansion volume, registered to it on the pre-expansion grid;
         the noise is measured on it and fitted by SSIM within ±15 %.
-    signal_scale
-        Without a reference: pre-expansion counts per post-expansion count (``M³``).
     noise
-        A noise model to use as it is (overrides ``reference``/``signal_scale``).
-    iterations
-        Richardson–Lucy iterations for targets and inputs (paper: 15).
-    deconvolve_input
-        Deconvolve the synthetic inputs as the paper did (else offset-subtracted only).
+        A noise model to use as it is (overrides ``reference`` and the signal scale).
     voxel_um
         Voxel size of TIFF sources, ``(dz, dy, dx)`` µm (datasets record theirs).
-    block_yx, seed, overwrite, device, progress
-        Block side for stitched gels; noise seed; replace earlier pairs in ``out``;
-        where RL runs (``auto``, ``cpu``, ``cuda``); ``progress(done, total)`` per volume.
+    overwrite, progress
+        Replace earlier pairs in ``out``; ``progress(done, total)`` per volume.
 
     Raises
     ------
     ValueError
-        For an unusable source, PSF or reference. FileExistsError: ``out`` holds pairs.
+        For an unusable source, PSF or reference.
+    FileExistsError
+        If ``out`` holds pairs and ``overwrite`` is false.
     """
-    volumes = post_expansion_volumes(source, voxel_um=voxel_um, block_yx=block_yx)
+    volumes = post_expansion_volumes(source, voxel_um=voxel_um, block_yx=settings.block_yx)
     kernel = _resolve_psf(psf, volumes[0].voxel_um)
     folders = _prepare_out(Path(out), overwrite)
     first = np.asarray(volumes[0].read(), np.float32)
     measured, scores = None, None
     if noise is None:
-        ref = _read_tiff(Path(reference)) if isinstance(reference, (str, Path)) else reference
-        clean = synthesize_pre_expansion(first, expansion, kernel)
-        noise, measured, scores = choose_noise_model(
-            first, clean, expansion, reference=ref, signal_scale=signal_scale, seed=seed
-        )
-    names, skipped, records = [], [], []
+        noise, measured, scores = _measure_noise(first, kernel, reference, settings)
+    records, skipped = _write_pairs(volumes, first, kernel, noise, settings, folders, progress)
+    names = [r["name"] for r in records]
+    result = PreExpansionPairs(
+        folders["raw"], folders["gt"], names, skipped, noise, measured, scores, records
+    )
+    _write_manifest(Path(out), result, settings, volumes[0].voxel_um)
+    return result
+
+
+def _measure_noise(
+    first: np.ndarray,
+    psf: np.ndarray,
+    reference: str | Path | np.ndarray | None,
+    settings: PreExpansionSettings,
+) -> tuple[NoiseModel, NoiseModel | None, tuple[float, float] | None]:
+    """:func:`choose_noise_model` for the first post-expansion volume."""
+    ref = _read_tiff(Path(reference)) if isinstance(reference, (str, Path)) else reference
+    clean = synthesize_pre_expansion(first, settings.expansion, psf)
+    return choose_noise_model(
+        first,
+        clean,
+        settings.expansion,
+        reference=ref,
+        signal_scale=settings.signal_scale,
+        seed=settings.seed,
+    )
+
+
+def _write_pairs(
+    volumes: list[PostVolume],
+    first: np.ndarray,
+    psf: np.ndarray,
+    noise: NoiseModel,
+    settings: PreExpansionSettings,
+    folders: dict[str, Path],
+    progress: Callable[[int, int], None] | None,
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Write each volume's pair (``first`` is volume 0, already read); the manifest
+    records of the pairs written, and the names of the volumes left out."""
+    records, skipped = [], []
     for i, vol in enumerate(volumes):
         post = first if i == 0 else np.asarray(vol.read(), np.float32)
         if not np.ptp(post) > 0:  # a block of a stitched gel outside every tile
             skipped.append(vol.name)
         else:
-            rng = np.random.default_rng([seed, i])
-            pair = make_pair(
-                post, kernel, noise, expansion, iterations=iterations,
-                deconvolve_input=deconvolve_input, rng=rng, device=device,
-            )  # fmt: skip
-            for folder, data in zip(SUBFOLDERS, pair, strict=True):
-                _write_tiff(folders[folder] / f"{vol.name}.tif", data)
-            names.append(vol.name)
-            records.append({"name": vol.name, "shape": list(post.shape),
-                            "pre_expansion_shape": list(pair[2].shape)})  # fmt: skip
+            records.append(_write_pair(vol.name, post, psf, noise, settings, folders, i))
         if progress is not None:
             progress(i + 1, len(volumes))
-    result = PreExpansionPairs(
-        folders["raw"], folders["gt"], names, skipped, noise, measured, scores, records
+    return records, skipped
+
+
+def _write_pair(
+    name: str,
+    post: np.ndarray,
+    psf: np.ndarray,
+    noise: NoiseModel,
+    settings: PreExpansionSettings,
+    folders: dict[str, Path],
+    index: int,
+) -> dict[str, Any]:
+    """Make volume ``index``'s pair, write its three TIFFs; its manifest record."""
+    pair = make_pair(
+        post,
+        psf,
+        noise,
+        settings.expansion,
+        iterations=settings.iterations,
+        deconvolve_input=settings.deconvolve_input,
+        rng=np.random.default_rng([settings.seed, index]),
+        device=settings.device,
     )
-    _write_manifest(Path(out), result, expansion, iterations, deconvolve_input, volumes[0].voxel_um)
-    return result
+    for folder, data in zip(SUBFOLDERS, pair, strict=True):
+        _write_tiff(folders[folder] / f"{name}.tif", data)
+    return {"name": name, "shape": list(post.shape), "pre_expansion_shape": list(pair[2].shape)}
 
 
 def _write_manifest(
     out: Path,
     result: PreExpansionPairs,
-    expansion: float,
-    iterations: int,
-    deconvolve_input: bool,
+    settings: PreExpansionSettings,
     voxel_um: tuple[float, float, float] | None,
 ) -> None:
     """``pre_expansion.json``: how the pairs were made, for the record."""
     manifest = {
-        "expansion": expansion,
-        "iterations": iterations,
-        "deconvolve_input": deconvolve_input,
+        "expansion": settings.expansion,
+        "iterations": settings.iterations,
+        "deconvolve_input": settings.deconvolve_input,
         "voxel_um": list(voxel_um) if voxel_um is not None else None,
         "noise": asdict(result.noise),
         "measured_noise": asdict(result.measured) if result.measured is not None else None,
