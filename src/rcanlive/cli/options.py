@@ -40,8 +40,8 @@ ModelOpt = Annotated[
     typer.Option(
         "--model",
         "-m",
-        help="Checkpoint (.pt) or exported artifact (.pt2/.onnx/.engine); default: the "
-        "bundled model.",
+        help="Checkpoint (.pt), exported artifact (.pt2/.onnx/.engine) or bioimage.io "
+        "package (.zip or folder); default: the bundled model.",
     ),
 ]
 BackendOpt = Annotated[
@@ -95,6 +95,20 @@ def parse_zyx(text: str | None, what: str = "--tile") -> tuple[int, int, int] | 
     return int(parts[0]), int(parts[1]), int(parts[2])
 
 
+def _check_bioimageio(model: Path) -> None:
+    """Refuse, before anything starts, a bioimage.io package rcanlive cannot run."""
+    from ..inference.bioimageio import is_foreign_package
+
+    if not is_foreign_package(model):
+        return  # a checkpoint, an artifact, or a package rcanlive exported
+    from ..inference.bioimageio import PackageError, check_package
+
+    try:
+        check_package(model)
+    except (PackageError, ImportError) as exc:
+        raise UserError(f"--model: {exc}") from None
+
+
 def resolve_model_path(model: Path | None) -> Path:
     """The model to use: ``--model`` if given, else the bundled one.
 
@@ -106,6 +120,7 @@ def resolve_model_path(model: Path | None) -> Path:
     if model is not None:
         if not model.exists():
             raise UserError(f"model not found: {model}")
+        _check_bioimageio(model)
         return model
     from .. import model as model_pkg
 

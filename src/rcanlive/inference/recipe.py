@@ -24,7 +24,8 @@ class BackendRecipe:
     Attributes
     ----------
     model
-        Checkpoint (``.pt``) or exported artifact (``.pt2``/``.onnx``/``.engine``).
+        Checkpoint (``.pt``), exported artifact (``.pt2``/``.onnx``/``.engine``), or
+        bioimage.io package (``.zip`` or folder).
     backend
         ``"auto"`` (measured: :mod:`rcanlive.inference.autotune`), ``"eager"``,
         ``"compiled"``, ``"onnx"``, ``"openvino"`` or ``"tensorrt"``.
@@ -54,10 +55,18 @@ class BackendRecipe:
 
     @property
     def measured(self) -> bool:
-        """Whether opening it first measures the candidates (``auto`` on a checkpoint)."""
-        from .backends import is_artifact
+        """Whether opening it first measures the candidates (``auto`` on a checkpoint).
 
-        return "auto" in (self.backend, self.precision) and not is_artifact(self.model)
+        A bioimage.io package rcanlive did not export runs as packaged: nothing to measure.
+        """
+        from .backends import is_artifact
+        from .bioimageio import is_foreign_package
+
+        return (
+            "auto" in (self.backend, self.precision)
+            and not is_artifact(self.model)
+            and not is_foreign_package(self.model)
+        )
 
     def __call__(self) -> Backend:
         """Open the backend (building and caching its artifact the first time).

@@ -66,20 +66,23 @@ def axis_starts(length: int, tile: int, overlap: int) -> list[int]:
 
 
 def axis_weights(
-    length: int, starts: Sequence[int], tile: int, overlap: int
+    length: int, starts: Sequence[int], tile: int, overlap: int, halo: int = 0
 ) -> list[NDArray[np.float64]]:
     """Per-tile 1D blending weights on one axis; at every position they sum to 1.
 
     Each tile gets a linear ramp rising over ``overlap`` voxels from each side that
     faces another tile (flat at the volume's own borders); the ramps are divided by
-    their sum over the tiles covering each position.
+    their sum over the tiles covering each position. A model's ``halo`` (voxels at a
+    tile's border it cannot compute well) gets weight 0 on those sides, and the ramp
+    rises over the rest of the overlap (which must exceed ``2 * halo``).
     """
-    width = max(overlap, 1)
-    i = np.arange(tile, dtype=np.float64)
+    width = max(overlap - 2 * halo, 1)
+    i = np.arange(tile, dtype=np.float64) - halo
+    j = tile - 1 - halo - np.arange(tile, dtype=np.float64)
     raw = []
     for s in starts:
-        up = np.minimum((i + 0.5) / width, 1.0) if s > 0 else np.ones(tile)
-        down = np.minimum((tile - i - 0.5) / width, 1.0) if s + tile < length else np.ones(tile)
+        up = np.clip((i + 0.5) / width, 0.0, 1.0) if s > 0 else np.ones(tile)
+        down = np.clip((j + 0.5) / width, 0.0, 1.0) if s + tile < length else np.ones(tile)
         raw.append(np.minimum(up, down))
     total = np.zeros(length, dtype=np.float64)
     for s, r in zip(starts, raw, strict=True):
@@ -137,6 +140,7 @@ class TileGrid:
         volume_shape: Sequence[int],
         tile_shape: Sequence[int],
         overlap: int | Sequence[int] | None = None,
+        halo: Sequence[int] | None = None,
     ) -> TileGrid:
         """Plan the tiles of a volume.
 
@@ -150,6 +154,10 @@ class TileGrid:
             Minimum overlap per axis (an int applies to all three). ``None``:
             :data:`DEFAULT_OVERLAP` capped at a quarter of the tile. Capped at
             ``tile - 1``.
+        halo
+            Voxels at each border of a tile's output that the model cannot compute
+            well (a bioimage.io model's halo), per axis: they get no weight where a
+            neighbour covers them, and the overlap grows to at least ``2 * halo + 1``.
         """
         vol = _zyx(volume_shape, "volume shape")
         tile = _zyx(tile_shape, "tile shape")
@@ -161,6 +169,14 @@ class TileGrid:
             ov = tuple(int(o) for o in overlap)
         if len(ov) != 3 or min(ov) < 0:
             raise ValueError(f"overlap must be >= 0 for Z, Y and X, got {overlap!r}")
+        hz = tuple(int(h) for h in halo) if halo is not None else (0, 0, 0)
+        ov = tuple(max(o, 2 * h + 1) if h else o for o, h in zip(ov, hz, strict=True))
+        split = (h and n > t and o > t - 1 for n, t, o, h in zip(vol, tile, ov, hz, strict=True))
+        if any(split):
+            raise ValueError(
+                f"tiles of {tile} are too small for the model's halo {hz}: a tile needs "
+                "more than 2 * halo + 1 voxels along each axis it splits"
+            )
         ov = tuple(min(o, t - 1) for o, t in zip(ov, tile, strict=True))
         padding = tuple(
             ((t - n) // 2, (t - n) - (t - n) // 2) if n < t else (0, 0)
@@ -171,8 +187,8 @@ class TileGrid:
             tuple(axis_starts(n, t, o)) for n, t, o in zip(padded, tile, ov, strict=True)
         )
         weights = tuple(
-            tuple(axis_weights(n, s, t, o))
-            for n, s, t, o in zip(padded, starts, tile, ov, strict=True)
+            tuple(axis_weights(n, s, t, o, h))
+            for n, s, t, o, h in zip(padded, starts, tile, ov, hz, strict=True)
         )
         return cls(vol, tile, ov, padding, starts, weights)  # type: ignore[arg-type]
 
@@ -328,7 +344,8 @@ def predict_volume(
     batch = backend.batch_size or batch_size or 1
 
     while True:
-        grid = TileGrid.plan(vol.shape, tile, overlap)
+        # a bioimage.io model's halo (rcanlive's RCAN has none)
+        grid = TileGrid.plan(vol.shape, tile, overlap, getattr(backend, "halo", None))
         try:
             restored = _run_grid(normed, grid, backend, batch, progress)
             break

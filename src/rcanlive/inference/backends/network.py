@@ -94,9 +94,16 @@ def prepare_network(
 
 
 def as_loaded_model(model: LoadedModel | str | os.PathLike[str]) -> LoadedModel:
-    """Return ``model`` itself, or the checkpoint at that path loaded on CPU."""
+    """Return ``model`` itself, or the checkpoint (or bioimage.io package exported by
+    rcanlive) at that path loaded on CPU."""
     if isinstance(model, LoadedModel):
         return model
+    from ..bioimageio import is_bioimageio_package
+
+    if is_bioimageio_package(model):
+        from ..bioimageio import load_bioimageio
+
+        return load_bioimageio(model, map_location="cpu")
     return load_checkpoint(Path(model), map_location="cpu")
 
 

@@ -121,9 +121,11 @@ def create_backend(
         ``"auto"``, ``"eager"``, ``"compiled"``, ``"onnx"`` or ``"tensorrt"``.
         ``auto`` is :func:`auto_backend` (TensorRT on a GPU when it imports).
     model
-        A :class:`~rcanlive.model.LoadedModel`, a checkpoint path, or an artifact
+        A :class:`~rcanlive.model.LoadedModel`, a checkpoint path, an artifact
         written by :func:`export_artifact` (``.pt2``, ``.onnx``, ``.engine`` with its
-        ``.json`` manifest), which is opened without building anything.
+        ``.json`` manifest), which is opened without building anything, or a
+        bioimage.io package (one exported by rcanlive is its checkpoint; any other
+        runs as packaged, see :func:`~rcanlive.inference.bioimageio.open_package_backend`).
     precision
         ``"auto"`` (best the backend supports here, see
         :func:`~.precision.resolve_precision`), ``"fp32"``, ``"bf16"`` or ``"fp16"``.
@@ -155,6 +157,12 @@ def create_backend(
     path = _as_path(model)
     if path is not None and path.suffix in ARTIFACT_SUFFIXES.values():
         return open_artifact(path, name, precision, device, tile_shape)
+    from ..bioimageio import is_foreign_package
+
+    if path is not None and is_foreign_package(path):  # not from rcanlive: run as packaged
+        from ..bioimageio import open_package_backend
+
+        return open_package_backend(path, str(name), str(precision), device, tile_shape)
 
     from .network import as_loaded_model, model_hash
 
