@@ -16,6 +16,7 @@ from ..microscope.illumination import (
     power_to_intensity_w_cm2,
 )
 from ..microscope.rig import ILLUMINATION_GROUP
+from .illumination_control import AdaptiveSettings, resolve_adaptive
 
 if TYPE_CHECKING:
     from ..config.rig import RigConfig
@@ -51,6 +52,8 @@ class PreparedPlan:
     n_c: int
     planes: int
     tiles: list[dict[str, Any]] = field(default_factory=list)
+    #: SNR-guided illumination, one entry per channel (empty: fixed powers)
+    adaptive: tuple[AdaptiveSettings, ...] = ()
 
     @property
     def n_frames(self) -> int:
@@ -84,6 +87,14 @@ class PreparedPlan:
             f"{p.intensity_w_cm2:.3g} W/cm² (AOTF {p.aotf_value:.2f})"
             for p in self.presets
         ]
+        if self.adaptive:
+            a = self.adaptive[0]
+            lines.append(
+                f"  adaptive illumination: target SNR {a.target_snr:g} ({a.statistic} of the "
+                f"foreground), aim {a.aim:.3g}, steps ×{a.max_step_up:g}/×{a.max_step_down:g} "
+                f"every {a.every} volume(s), starting at the power above, within "
+                + ", ".join(f"{s.min_mw:.3g}–{s.max_mw:.3g} mW" for s in self.adaptive)
+            )
         return "\n".join(lines)
 
 
@@ -190,7 +201,24 @@ def prepare(
         len(presets),
         plan.zstack.planes,
         built.tiles,
+        _adaptive(plan, rig, presets) if isinstance(plan, LivePlan) else (),
     )
+
+
+def _adaptive(
+    plan: LivePlan, rig: RigConfig, presets: list[Preset]
+) -> tuple[AdaptiveSettings, ...]:
+    """``[illumination.adaptive]`` resolved for every channel (empty when off)."""
+    config = plan.illumination.adaptive
+    if config is None or not config.enabled:
+        return ()
+    out = []
+    for i, preset in enumerate(presets):
+        try:
+            out.append(resolve_adaptive(config, rig, preset.line_nm, preset.power_mw))
+        except ValueError as exc:
+            raise PlanError(f"illumination.adaptive (channels[{i}]): {exc}") from None
+    return tuple(out)
 
 
 @dataclass(frozen=True)

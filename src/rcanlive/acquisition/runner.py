@@ -23,12 +23,13 @@ from ..microscope.engine import ISIMEngine
 from ..microscope.safety import lasers_guarded
 from ..storage.dataset import DatasetWriter, Geometry
 from .assembler import VolumeAssembler
+from .illumination_loop import IlluminationRecorder
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
 
     from pymmcore_plus import CMMCorePlus
-    from useq import MDASequence
+    from useq import MDAEvent, MDASequence
 
     from ..microscope.rig import Rig
     from ..storage.volume import Volume
@@ -121,11 +122,16 @@ def run_plan(
     """
     path = dataset_path(prepared, out)
     writer = _open_dataset(rig, prepared, path, overwrite, writer_hook)
-    assembler, engine = _pipeline(rig, prepared, writer, listeners, on_frame)
+    try:  # illumination.jsonl: every volume's light, SNR and (adaptive) decision
+        recorder = IlluminationRecorder(rig, prepared, writer)
+    except BaseException:
+        _finish(writer, "failed", {"error": "could not open illumination.jsonl"})
+        raise
+    assembler, engine = _pipeline(rig, prepared, recorder.store, listeners, on_frame)
     status, error = RunStatus.COMPLETED, None
     t0 = time.perf_counter()
     try:
-        status = _acquire(rig, prepared, assembler)
+        status = _acquire(rig, prepared, assembler, recorder)
     except KeyboardInterrupt:
         status = RunStatus.CANCELLED
         raise
@@ -133,7 +139,9 @@ def run_plan(
         status, error = RunStatus.FAILED, exc
     finally:
         seconds = time.perf_counter() - t0
+        recorder.close()
         summary = _summary(prepared, assembler, engine, seconds, error)
+        summary["illumination"] = recorder.summary()
         finish_error = _finish(writer, status, summary)
         logger.info("acquisition %s: %s", status, summary)
     if error is not None or finish_error is not None:
@@ -199,7 +207,7 @@ def _open_dataset(
 def _pipeline(
     rig: Rig,
     prepared: PreparedPlan,
-    writer: DatasetWriter,
+    sink: Callable[[Volume], None],
     listeners: list[Callable[[Volume], None]] | None,
     on_frame: Callable[[int], None] | None,
 ) -> tuple[VolumeAssembler, ISIMEngine]:
@@ -214,7 +222,7 @@ def _pipeline(
     assembler = VolumeAssembler(
         prepared.planes,
         [p.name for p in prepared.presets],
-        sink=writer.write,
+        sink=sink,
         listeners=listeners,
         on_frame=on_frame,
         on_error=storage_failed,
@@ -231,7 +239,9 @@ def _pipeline(
     return assembler, engine
 
 
-def _run_mda(core: CMMCorePlus, sequence: MDASequence, listener: VolumeAssembler) -> None:
+def _run_mda(
+    core: CMMCorePlus, sequence: MDASequence | Iterator[MDAEvent], listener: VolumeAssembler
+) -> None:
     """``core.mda.run(sequence, output=[listener])``, whose relay an interrupt stops.
 
     Frames reach ``listener`` on pymmcore-plus's relay thread (its public
@@ -252,11 +262,17 @@ def _run_mda(core: CMMCorePlus, sequence: MDASequence, listener: VolumeAssembler
         raise error
 
 
-def _acquire(rig: Rig, prepared: PreparedPlan, assembler: VolumeAssembler) -> RunStatus:
-    """Run the MDA with the lasers guarded; completed or cancelled, else raise."""
+def _acquire(
+    rig: Rig, prepared: PreparedPlan, assembler: VolumeAssembler, recorder: IlluminationRecorder
+) -> RunStatus:
+    """Run the MDA with the lasers guarded; completed or cancelled, else raise.
+
+    An adaptive run is one queue-driven MDA whose volumes the recorder builds from the
+    previous volume's decision (see :mod:`.illumination_control`)."""
     core = rig.core
+    events = recorder.events(core) if recorder.adaptive else prepared.sequence
     with lasers_guarded(core, rig.config, on_interrupt=core.mda.cancel):
-        _run_mda(core, prepared.sequence, assembler)
+        _run_mda(core, events, assembler)
         if assembler.errors:
             raise assembler.errors[0]
         if core.mda.status.finish_reason == FinishReason.CANCELED:

@@ -73,11 +73,27 @@ def live(
     Example: rcanlive acquire live --config configs/live-4d.toml --simulate --dashboard
 
     Example: rcanlive acquire live -c configs/live-4d.toml --devices cuda:0,cuda:1
+
+    With an \\[illumination.adaptive] table the power of each volume is set from the
+    previous volume's input SNR (the least light that keeps it at the target); every
+    run records each volume's power, dose and SNR in DATASET/illumination.jsonl.
+
+    Example: rcanlive acquire live --config configs/live-adaptive.toml --simulate
     """
     options = RestoreOptions(model, backend, precision, parse_devices(devices)) if restore else None
-    run_with_progress(
+    result = run_with_progress(
         "live", config, simulate, out, overwrite, options, dashboard=dashboard, report=True
     )
+    _print_illumination(result.dataset)
+
+
+def _print_illumination(dataset: Path) -> None:
+    """The run's light in one line (power range, dose, volumes at the target SNR)."""
+    from ..storage.illumination_log import read_illumination, summarize_illumination
+
+    summary = summarize_illumination(read_illumination(dataset))
+    if summary is not None:
+        console.print(summary.describe(), highlight=False)
 
 
 @acquire_app.command("pairs")

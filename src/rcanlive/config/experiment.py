@@ -103,6 +103,55 @@ class _PlanBase(FrozenModel):
         return self
 
 
+class AdaptiveIllumination(FrozenModel):
+    """SNR-guided illumination: after each volume, the next volume's power is set from
+    its input SNR (see :mod:`rcanlive.acquisition.illumination_control`).
+
+    Bounds are powers at the objective (``min_mw``/``max_mw``) or intensities
+    (``min_w_cm2``/``max_w_cm2``), one of each pair; unset, they are the rig's lowest
+    and highest calibrated powers.
+    """
+
+    enabled: StrictBool = True
+    #: the paper sees restoration artifacts below about 3 (Fig. 1c); 4 leaves a margin
+    target_snr: StrictFloat = Field(default=4.0, gt=0, le=100)
+    #: the SNR statistic over the foreground: 10th percentile (dim parts) or median
+    statistic: Literal["p10", "median"] = "p10"
+    min_mw: StrictFloat | None = Field(default=None, gt=0, le=1e6)
+    max_mw: StrictFloat | None = Field(default=None, gt=0, le=1e6)
+    min_w_cm2: StrictFloat | None = Field(default=None, gt=0, le=1e9)
+    max_w_cm2: StrictFloat | None = Field(default=None, gt=0, le=1e9)
+    #: largest factor by which one decision may raise or lower the power
+    max_step_up: StrictFloat = Field(default=1.5, gt=1, le=10)
+    max_step_down: StrictFloat = Field(default=0.8, ge=0.1, lt=1)
+    #: decide after every N-th volume; the power is held in between
+    every: StrictInt = Field(default=1, ge=1, le=100_000)
+    #: aim this fraction above target_snr, so that noise and dimming between
+    #: decisions keep volumes at or above the target
+    headroom: StrictFloat = Field(default=0.15, ge=0, le=1)
+    #: hold the power while the SNR is within this fraction of the aim (no chatter);
+    #: outside it, each decision corrects fully
+    tolerance: StrictFloat = Field(default=0.03, ge=0, lt=0.5)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> AdaptiveIllumination:
+        for a, b in (("min_mw", "min_w_cm2"), ("max_mw", "max_w_cm2")):
+            if getattr(self, a) is not None and getattr(self, b) is not None:
+                raise ValueError(f"give {a} or {b}, not both")
+        for lo, hi in (("min_mw", "max_mw"), ("min_w_cm2", "max_w_cm2")):
+            low, high = getattr(self, lo), getattr(self, hi)
+            if low is not None and high is not None and not low < high:
+                raise ValueError(f"{lo} ({low:g}) must be below {hi} ({high:g})")
+        return self
+
+
+class LiveIllumination(FrozenModel):
+    """Illumination control of a live run (``[illumination]``)."""
+
+    #: ``[illumination.adaptive]``: SNR-guided power; absent = the channels' fixed power
+    adaptive: AdaptiveIllumination | None = None
+
+
 class LivePlan(_PlanBase):
     """Live 4D time-lapse: a z-stack per channel every ``interval_s``."""
 
@@ -113,6 +162,7 @@ class LivePlan(_PlanBase):
     position_um: tuple[StrictFloat, StrictFloat] | None = None  # None = where the stage is
     channels: list[Illumination] = Field(min_length=1)
     restoration: Restoration = Field(default_factory=Restoration)
+    illumination: LiveIllumination = Field(default_factory=LiveIllumination)
 
 
 class PairsPlan(_PlanBase):

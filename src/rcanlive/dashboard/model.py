@@ -71,6 +71,9 @@ class Point:
     signal_e: float
     snr_median: float = math.nan
     snr_p10: float = math.nan
+    #: the light the volume was taken with (raw volumes of runs that record it)
+    power_mw: float = math.nan
+    dose_j_cm2: float = math.nan
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +87,9 @@ class Series:
     snr_median: NDArray[np.float64]
     snr_p10: NDArray[np.float64]
     fit: BleachFit | None
+    #: power at the objective and cumulative dose at the sample (NaN where unknown)
+    power_mw: NDArray[np.float64] = field(default_factory=lambda: np.empty(0))
+    dose_j_cm2: NDArray[np.float64] = field(default_factory=lambda: np.empty(0))
 
     def __len__(self) -> int:
         return int(self.t.size)
@@ -206,12 +212,15 @@ class DashboardModel:
         """Analyse a raw volume (signal, SNR, projection) and add it. Returns its point."""
         data = np.asarray(volume.data)
         stats = volume_snr(data, self.camera)
+        light = getattr(volume, "meta", None) or {}  # set by the run's illumination log
         point = Point(
             t=int(volume.t),
             elapsed_s=float(volume.elapsed_s),
             signal_e=volume_signal(data, self.camera),
             snr_median=stats.median,
             snr_p10=stats.p10,
+            power_mw=float(light.get("power_mw", math.nan)),
+            dose_j_cm2=float(light.get("dose_j_cm2", math.nan)),
         )
         image = LatestImage(int(volume.t), data, data.max(axis=0))
         with self._lock:
@@ -369,6 +378,8 @@ def _series(points: list[Point]) -> Series:
         snr_median=np.array([p.snr_median for p in points], np.float64),
         snr_p10=np.array([p.snr_p10 for p in points], np.float64),
         fit=fit_bleaching(t, signal, elapsed),
+        power_mw=np.array([p.power_mw for p in points], np.float64),
+        dose_j_cm2=np.array([p.dose_j_cm2 for p in points], np.float64),
     )
 
 
@@ -445,6 +456,7 @@ class _StoredVolume:
     channel: str
     elapsed_s: float
     p: int = 0
+    meta: dict[str, Any] = field(default_factory=dict)
 
 
 def replay(
@@ -460,11 +472,13 @@ def replay(
     the dashboard never shows zeros that were not acquired.
     """
     from ..storage import DamagedVolume, open_dataset
+    from ..storage.illumination_log import read_illumination
 
     ds = open_dataset(path)
     if ds.kind != "live":
         raise ValueError(f"{ds.path} is a {ds.kind} dataset; the dashboard shows live time-lapses")
     records = ds.restoration_records()
+    light = {(r["t"], r["p"], r["c"]): r for r in read_illumination(ds.path)}
     summary = ds.meta.get("summary") or {}
     if summary.get("seconds"):
         model.set_throughput(int(summary.get("frames", 0)), float(summary["seconds"]))
@@ -476,7 +490,9 @@ def replay(
             raw = ds.volume(t, p=p, c=c)
         except DamagedVolume:  # warned by the reader
             continue
-        vol = _StoredVolume(raw, t, c, str(rec.get("channel", c)), float(rec["elapsed_s"]))
+        channel = str(rec.get("channel", c))
+        meta = light.get((t, p, c), rec)  # power and dose, from illumination.jsonl
+        vol = _StoredVolume(raw, t, c, channel, float(rec["elapsed_s"]), p, meta)
         model.add_raw(vol)
         r = records.get((t, p, c))
         if r is None:

@@ -18,7 +18,7 @@ from .colors import FIT_COLOR, P10_COLOR, THRESHOLD_COLOR, curve_color
 from .model import RAW, RESTORED
 
 if TYPE_CHECKING:
-    from .model import LatestImage, Snapshot
+    from .model import LatestImage, Series, Snapshot
 
 #: Contrast: percentiles of the raw image mapped to black and white.
 AUTO_LEVELS_PERCENTILES = (0.5, 99.8)
@@ -178,8 +178,9 @@ class SNRPanel(QtWidgets.QWidget):
         self.threshold = pg.InfiniteLine(angle=0, pen=_pen(THRESHOLD_COLOR, 1.5, dash=True))
         self.plot.addItem(self.threshold)
         self._curves = _Curves(self.plot)
-        self.map_title = self.graphics.addLabel("SNR map", row=1, col=0)
-        vb = self.graphics.addViewBox(row=2, col=0, lockAspect=True, invertY=True)
+        self._add_illumination_plot()
+        self.map_title = self.graphics.addLabel("SNR map", row=2, col=0)
+        vb = self.graphics.addViewBox(row=3, col=0, lockAspect=True, invertY=True)
         vb.setMouseEnabled(False, False)
         self.map = pg.ImageItem(axisOrder="row-major")
         self.map.setColorMap(pg.colormap.get("viridis"))
@@ -188,11 +189,41 @@ class SNRPanel(QtWidgets.QWidget):
             values=(0, 10), colorMap=pg.colormap.get("viridis"), interactive=False
         )
         self.map_bar.setImageItem(self.map, insert_in=None)
-        self.graphics.addItem(self.map_bar, row=2, col=1)
+        self.graphics.addItem(self.map_bar, row=3, col=1)
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.warning)
         layout.addWidget(self.graphics, 1)
+
+    def _add_illumination_plot(self) -> None:
+        """Power per volume (left axis) and cumulative dose (right axis, own view box)."""
+        self.light = self.graphics.addPlot(row=1, col=0, title="illumination")
+        self.light.setLabel("bottom", "volume")
+        self.light.setLabel("left", "power at the objective (mW)")
+        self.light.setLabel("right", "cumulative dose (J/cm²), dashed")
+        self.light.showGrid(x=True, y=True, alpha=0.3)
+        self.dose_view = pg.ViewBox()
+        self.light.scene().addItem(self.dose_view)
+        self.light.getAxis("right").linkToView(self.dose_view)
+        self.dose_view.setXLink(self.light)
+        self.light.vb.sigResized.connect(
+            lambda: self.dose_view.setGeometry(self.light.vb.sceneBoundingRect())
+        )
+        self._power = _Curves(self.light)
+        self._dose: dict[str, pg.PlotDataItem] = {}
+
+    def _update_illumination(self, ch: str, index: int, series: Series) -> None:
+        keep = np.isfinite(series.power_mw)
+        if not keep.any():
+            return
+        x = series.t.astype(np.float64)
+        self._power.set(f"{ch} power", x, series.power_mw, _pen(curve_color(RAW, index)))
+        dose = self._dose.get(ch)
+        if dose is None:
+            dose = self._dose[ch] = pg.PlotDataItem(pen=_pen(curve_color(RAW, index), dash=True))
+            self.dose_view.addItem(dose)
+        dose.setData(x[keep], series.dose_j_cm2[keep])
+        self.dose_view.enableAutoRange()
 
     def update_from(self, snap: Snapshot, channel: str | None, plane: int | None) -> None:
         self.threshold.setValue(snap.snr_threshold)
@@ -203,6 +234,7 @@ class SNRPanel(QtWidgets.QWidget):
             x = series.t.astype(np.float64)
             self._curves.set(f"{ch} median", x, series.snr_median, _pen(curve_color(RAW, index)))
             self._curves.set(f"{ch} 10th pct", x, series.snr_p10, _pen(P10_COLOR, dash=True))
+            self._update_illumination(ch, index, series)
         text = snap.warning()
         self.warning.setText(text or "")
         self.warning.setVisible(text is not None)

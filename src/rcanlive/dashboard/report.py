@@ -56,6 +56,7 @@ def figure(snap: Snapshot) -> Figure:
     _draw_health(fig, grid, snap)
     _draw_bleaching(fig, grid, snap)
     _draw_snr_curves(fig, grid, snap)
+    _draw_illumination(fig, grid, snap)
     return fig
 
 
@@ -149,7 +150,7 @@ def _draw_bleaching(fig: Figure, grid: GridSpec, snap: Snapshot) -> None:
 
 def _draw_snr_curves(fig: Figure, grid: GridSpec, snap: Snapshot) -> None:
     """SNR per volume of the raw images, with the restoration threshold."""
-    ax = fig.add_subplot(grid[2, :])
+    ax = fig.add_subplot(grid[2, :2])
     for (ch, image), series in sorted(snap.series.items()):
         if image != RAW:
             continue
@@ -177,6 +178,30 @@ def _draw_snr_curves(fig: Figure, grid: GridSpec, snap: Snapshot) -> None:
     ax.set_title("input SNR over the foreground")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
+
+
+def _draw_illumination(fig: Figure, grid: GridSpec, snap: Snapshot) -> None:
+    """Power per volume (left axis) and cumulative dose at the sample (right axis)."""
+    ax = fig.add_subplot(grid[2, 2:])
+    dose_ax = ax.twinx()
+    drawn = False
+    for (ch, image), series in sorted(snap.series.items()):
+        if image != RAW or not np.isfinite(series.power_mw).any():
+            continue
+        index = snap.channels.index(ch) if ch in snap.channels else 0
+        color = _color(RAW, index)
+        ax.plot(series.t, series.power_mw, "o-", color=color, ms=3, label=f"{ch} power")
+        dose_ax.plot(series.t, series.dose_j_cm2, "--", color=color, lw=1, label=f"{ch} dose")
+        drawn = True
+    ax.set_xlabel("volume")
+    ax.set_ylabel("power at the objective (mW)")
+    dose_ax.set_ylabel("cumulative dose (J/cm²), dashed")
+    ax.set_title("illumination: power and dose at the sample")
+    ax.grid(alpha=0.3)
+    if drawn:
+        ax.legend(fontsize=8, loc="upper left")
+    else:
+        ax.text(0.5, 0.5, "no illumination record", ha="center", va="center")
 
 
 def _num(value: float, spec: str) -> str:
@@ -210,6 +235,14 @@ def _summary_rows(snap: Snapshot) -> list[tuple[str, str]]:
                 (
                     f"{ch}: input SNR (last volume)",
                     f"median {series.snr_median[-1]:.2f}, 10th percentile {series.snr_p10[-1]:.2f}",
+                )
+            )
+        if image == RAW and np.isfinite(series.power_mw).any():
+            rows.append(
+                (
+                    f"{ch}: illumination",
+                    f"{np.nanmin(series.power_mw):.3g}–{np.nanmax(series.power_mw):.3g} mW, "
+                    f"cumulative dose {np.nanmax(series.dose_j_cm2):.4g} J/cm²",
                 )
             )
     cam = snap.camera

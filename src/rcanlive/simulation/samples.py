@@ -13,7 +13,7 @@ from typing import Literal
 import numpy as np
 from scipy import ndimage
 
-SampleKind = Literal["mitochondria", "phantoms", "gel"]
+SampleKind = Literal["mitochondria", "er", "phantoms", "gel"]
 
 
 @dataclass
@@ -28,6 +28,12 @@ class Sample:
         ``(dz, dy, dx)`` grid spacing in µm; dy = dx = camera pixel size.
     center_um
         Stage ``(x, y)`` at which the sample's centre is under the objective.
+    brightness
+        How the sample's own brightness changes during a run (expression of the
+        fluorescent protein growing, or the cell dimming), independent of bleaching:
+        ``(frame, factor)`` knots, linear in between and constant beyond, where
+        ``frame`` counts the frames the simulated camera exposed (a simulated camera
+        has no biological clock; with a fixed plan, frames stand for time). Empty: 1.
     """
 
     density: np.ndarray
@@ -35,6 +41,14 @@ class Sample:
     center_um: tuple[float, float] = (0.0, 0.0)
     name: str = "sample"
     meta: dict[str, object] = field(default_factory=dict)
+    brightness: tuple[tuple[int, float], ...] = ()
+
+    def brightness_at(self, frame: int) -> float:
+        """The sample's brightness factor when the camera exposes frame ``frame``."""
+        if not self.brightness:
+            return 1.0
+        frames, factors = zip(*self.brightness, strict=True)
+        return float(np.interp(frame, frames, factors))
 
 
 def _tubes(
@@ -89,6 +103,47 @@ def mitochondria(
     radius_px = 0.15 / voxel_um[1]
     dens = _tubes(shape, n_tubes, radius_px, rng)
     return Sample(dens, voxel_um, name="mitochondria", meta={"seed": seed})
+
+
+def er_network(
+    shape: tuple[int, int, int] = (24, 640, 640),
+    voxel_um: tuple[float, float, float] = (0.25, 0.0555, 0.0555),
+    *,
+    mesh_um: float = 1.0,
+    seed: int = 0,
+) -> Sample:
+    """ER-like network: thin tubules (≈0.1 µm) joined in polygons, on a wavy sheet.
+
+    The tubules are the edges of a Voronoi tessellation of random points about
+    ``mesh_um`` apart, drawn on a surface that undulates by ±0.5 µm around the middle
+    plane (the peripheral ER of a flat cell); each tubule has its own brightness.
+    """
+    from scipy.spatial import Voronoi
+
+    rng = np.random.default_rng(seed)
+    nz, ny, nx = shape
+    dz, px = voxel_um[0], voxel_um[1]
+    n_points = max(4, int(ny * nx * px * px / mesh_um**2))
+    vor = Voronoi(rng.uniform((0, 0), (ny, nx), size=(n_points, 2)))
+    edges = np.array([r for r in vor.ridge_vertices if -1 not in r], dtype=int)
+    a, b = vor.vertices[edges[:, 0]], vor.vertices[edges[:, 1]]
+    steps = np.maximum(2, (np.linalg.norm(b - a, axis=1) * 2).astype(int))  # half-pixel
+    seg = np.repeat(np.arange(len(edges)), steps)
+    frac = np.concatenate([np.linspace(0, 1, k) for k in steps])
+    yx = a[seg] + (b[seg] - a[seg]) * frac[:, None]
+    y_um, x_um = yx[:, 0] * px, yx[:, 1] * px
+    wave = 0.5 / dz * np.sin(2 * np.pi * x_um / 7.0) * np.cos(2 * np.pi * y_um / 9.0)
+    z = (nz - 1) / 2 + wave
+    idx = np.rint(np.column_stack([z, yx])).astype(int)
+    keep = np.all((idx >= 0) & (idx < np.array(shape)), axis=1)
+    vol = np.zeros(shape, np.float32)
+    np.maximum.at(
+        vol, tuple(idx[keep].T), rng.uniform(0.5, 1.0, len(edges)).astype(np.float32)[seg[keep]]
+    )
+    radius_px = 0.05 / px
+    vol = ndimage.gaussian_filter(vol, (max(radius_px / 4, 0.5), radius_px, radius_px))
+    peak = float(vol.max())
+    return Sample(vol / peak if peak > 0 else vol, voxel_um, name="er", meta={"seed": seed})
 
 
 def spherical_phantoms(
@@ -154,8 +209,13 @@ def expanded_gel(
 
 
 def make_sample(kind: SampleKind, seed: int = 0, **kw: object) -> Sample:
-    """Build a sample by name: ``mitochondria``, ``phantoms`` or ``gel``."""
-    factories = {"mitochondria": mitochondria, "phantoms": spherical_phantoms, "gel": expanded_gel}
+    """Build a sample by name: ``mitochondria``, ``er``, ``phantoms`` or ``gel``."""
+    factories = {
+        "mitochondria": mitochondria,
+        "er": er_network,
+        "phantoms": spherical_phantoms,
+        "gel": expanded_gel,
+    }
     if kind not in factories:
         raise ValueError(f"unknown sample {kind!r}; choose one of {sorted(factories)}")
     return factories[kind](seed=seed, **kw)  # type: ignore[operator]

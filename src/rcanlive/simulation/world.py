@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from scipy.signal import fftconvolve
 
-from .optics import CameraModel, isim_psf
+from .optics import CameraModel, rig_psf
 
 if TYPE_CHECKING:
     from .samples import Sample
@@ -110,7 +110,7 @@ class World:
                 if self.sample is None:
                     raise RuntimeError("no sample on the simulated stage")
                 dz, dxy = self.sample.voxel_um[0], self.sample.voxel_um[2]
-                psf = isim_psf((int(2.0 / dz), int(1.2 / dxy)), (dz, dxy))
+                psf = rig_psf(dz, dxy)
                 dens = self.sample.density + self.autofluorescence
                 out = fftconvolve(dens, psf, mode="same").astype(np.float32)
                 np.clip(out, 0, None, out=out)
@@ -184,6 +184,7 @@ class World:
         if plane is None:
             return out
         scale = self.brightness * intensity_w_cm2 * exposure_ms * 1e-3
+        scale *= self.sample.brightness_at(self.frames_exposed)  # expression / dimming
         out[dst] = plane * self._remaining_at(ys, xs) * scale
         return out
 
