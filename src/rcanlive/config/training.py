@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, StrictBool, StrictFloat, StrictInt, model_validator
+from pydantic import AliasChoices, Field, StrictBool, StrictFloat, StrictInt, model_validator
 
 from .loading import FrozenModel
 
@@ -49,6 +49,15 @@ class TrainingDataConfig(FrozenModel):
         Measured PSF (a centred bead TIFF) for the deconvolution; default for a pairs
         dataset: the rig's iSIM PSF at its voxel size (``rcanlive train`` computes
         it); TIFF folders need one.
+    register
+        Align each pair before training, for pairs misaligned by drift or between
+        instruments: ``"none"``, ``"affine"`` (rigid + isotropic scale) or ``"local"``
+        (affine plus a smooth local displacement field); estimated on the ground truth
+        (:mod:`rcanlive.analysis.registration`), the borders left without data are
+        cropped off.
+    register_apply_to
+        Which volume is resampled: ``"input"`` (onto the ground truth's grid) or
+        ``"target"`` (onto the input's grid, e.g. to keep the input untouched).
     """
 
     pairs: Path | None = None
@@ -61,6 +70,12 @@ class TrainingDataConfig(FrozenModel):
     deconvolve_iterations: StrictInt = Field(default=15, ge=1, le=10_000)
     deconvolve_background: StrictFloat | None = Field(default=None, ge=0, le=65_535)
     psf: Path | None = None
+    # the key is ``register``; the attribute is ``registration`` (``register`` would
+    # shadow pydantic's BaseModel.register)
+    registration: Literal["none", "affine", "local"] = Field(
+        default="none", validation_alias=AliasChoices("register", "registration")
+    )
+    register_apply_to: Literal["input", "target"] = "input"
 
     @model_validator(mode="after")
     def _one_source(self) -> TrainingDataConfig:

@@ -210,6 +210,82 @@ def _camera_offset(path: Path) -> float:
     return float((rig.get("camera") or {}).get("offset_counts", 100.0))
 
 
+def register_pairs(pairs: Sequence[VolumePair], data: TrainingDataConfig) -> list[VolumePair]:
+    """The pairs aligned as ``data.registration`` (the ``register`` key) says, cropped to where both have data.
+
+    Each input is registered onto its ground truth (the high-SNR volume is the fixed
+    image, :func:`rcanlive.analysis.registration.register_pair`); the input is then
+    resampled onto the ground truth's grid, or the ground truth onto the input's
+    (``data.register_apply_to``). Warping leaves borders with no data; both volumes
+    are cropped to a box without them, so no patch trains on those zeros. Pairs that
+    had one shape keep one shape (each is cropped to the smallest box, centred in its
+    own), so patches clipped to the volume stay alike.
+
+    Raises
+    ------
+    DatasetError
+        Naming a pair that cannot be registered, or whose overlap after registration
+        is under half the volume (the volumes probably do not show the same field).
+    """
+    if data.registration == "none":
+        return list(pairs)
+    aligned = [_registered(pair, data) for pair in pairs]
+    if len({p.low.shape for p in pairs}) == 1:
+        common = np.min([[s.stop - s.start for s in box] for _, _, box in aligned], axis=0)
+        aligned = [(lo, hi, _shrunk(box, common)) for lo, hi, box in aligned]
+    return [
+        VolumePair(p.name, np.ascontiguousarray(lo[box]), np.ascontiguousarray(hi[box]))
+        for p, (lo, hi, box) in zip(pairs, aligned, strict=True)
+    ]
+
+
+def _registered(
+    pair: VolumePair, data: TrainingDataConfig
+) -> tuple[NDArray[np.float32], NDArray[np.float32], tuple[slice, slice, slice]]:
+    """One pair registered: its (input, ground truth) and the box where both have data."""
+    from ..analysis.registration import RegistrationError, register_pair, valid_box
+    from ..log import logger
+
+    try:
+        reg = register_pair(pair.low, pair.high, data.registration)
+    except RegistrationError as exc:
+        raise DatasetError(f"pair {pair.name}: cannot register it: {exc}") from None
+    low, high, valid = reg.warped, pair.high, reg.valid
+    if data.register_apply_to == "target":
+        low = pair.low
+        high, valid = reg.transform.to_moving(pair.high)
+    box = valid_box(valid)
+    kept = float(np.prod([s.stop - s.start for s in box])) / valid.size
+    if kept < 0.5:
+        raise DatasetError(
+            f"pair {pair.name}: only {kept:.0%} of the volume overlaps after {data.registration} "
+            "registration; check that input and ground truth show the same field, or "
+            "set register = 'none'"
+        )
+    logger.info(
+        "registered %s (%s): RMS block shift %.2f → %.2f px, correlation %.3f → %.3f, "
+        "kept %.0f%% of the volume",
+        pair.name,
+        data.registration,
+        reg.misalignment_px,
+        reg.residual_px,
+        reg.correlation_before,
+        reg.correlation_after,
+        100 * kept,
+    )
+    return low, high, box
+
+
+def _shrunk(box: tuple[slice, ...], size: Sequence[int]) -> tuple[slice, slice, slice]:
+    """``box`` cut to ``size`` voxels per axis, centred in it."""
+    starts = [s.start + (s.stop - s.start - n) // 2 for s, n in zip(box, size, strict=True)]
+    return (
+        slice(starts[0], starts[0] + int(size[0])),
+        slice(starts[1], starts[1] + int(size[1])),
+        slice(starts[2], starts[2] + int(size[2])),
+    )
+
+
 def split_pairs(
     pairs: Sequence[VolumePair],
     *,

@@ -45,6 +45,7 @@ from .datasets import (
     prepare,
     read_tiff_pairs,
     read_zarr_pairs,
+    register_pairs,
     split_pairs,
 )
 from .patches import BackgroundRule, PatchSampler
@@ -185,6 +186,10 @@ def train(
     """
     dist_ctx, device = _setup_distributed(config.device)
     try:
+        if config.data.registration != "none":  # before RL: resampling would blur a deconvolved GT
+            pairs = register_pairs(
+                pairs if pairs is not None else load_training_pairs(config), config.data
+            )
         if config.data.deconvolve_target:  # the paper's ground truth: RL-deconvolved
             pairs = deconvolve_targets(
                 pairs if pairs is not None else load_training_pairs(config),
