@@ -10,7 +10,7 @@ sample:
 - ``adaptive``: ``[illumination.adaptive]`` defaults (target SNR 4 on the 10th
   percentile of the foreground), bounds 4.2–360 W/cm², starting at ``--start`` W/cm²;
 - ``adaptive from 360``: the same, starting at the fixed run's 360 W/cm²;
-- ``headroom 0.05``: the adaptive run aiming 5 % (not 15 %) above the target, to show
+- ``headroom 0.05``: the adaptive run aiming 5 % (not 10 %) above the target, to show
   what the margin costs and buys;
 - ``constant sample``: adaptive on a sample whose brightness does not change (it still
   bleaches), for settling.

@@ -128,7 +128,7 @@ class AdaptiveIllumination(FrozenModel):
     every: StrictInt = Field(default=1, ge=1, le=100_000)
     #: aim this fraction above target_snr, so that noise and dimming between
     #: decisions keep volumes at or above the target
-    headroom: StrictFloat = Field(default=0.15, ge=0, le=1)
+    headroom: StrictFloat = Field(default=0.10, ge=0, le=1)
     #: hold the power while the SNR is within this fraction of the aim (no chatter);
     #: outside it, each decision corrects fully
     tolerance: StrictFloat = Field(default=0.03, ge=0, lt=0.5)
