@@ -23,6 +23,9 @@ _COMMAND_MODULES = (
     "dashboard",
     "stitch",
     "check",
+    "resolution",
+    "deconvolve",
+    "evaluate",
 )
 
 

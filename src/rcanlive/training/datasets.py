@@ -211,7 +211,7 @@ def _camera_offset(path: Path) -> float:
 
 
 def register_pairs(pairs: Sequence[VolumePair], data: TrainingDataConfig) -> list[VolumePair]:
-    """The pairs aligned as ``data.registration`` (the ``register`` key) says, cropped to where both have data.
+    """The pairs aligned as ``data.registration`` says, cropped to where both have data.
 
     Each input is registered onto its ground truth (the high-SNR volume is the fixed
     image, :func:`rcanlive.analysis.registration.register_pair`); the input is then
