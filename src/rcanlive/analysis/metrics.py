@@ -194,11 +194,19 @@ def psnr(
     """
     from skimage.metrics import peak_signal_noise_ratio
 
-    ref, tst = _pair(reference, test)
-    if mask is not None:
-        m = _mask(mask, ref.shape)
-        ref, tst = ref[m], tst[m]
+    ref, tst = _masked_pair(reference, test, mask)
     return float(peak_signal_noise_ratio(ref, tst, data_range=data_range))
+
+
+def _masked_pair(
+    reference: ArrayLike, test: ArrayLike, mask: ArrayLike | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The two volumes as float arrays, reduced to the voxels of ``mask`` when given."""
+    ref, tst = _pair(reference, test)
+    if mask is None:
+        return ref, tst
+    m = _mask(mask, ref.shape)
+    return ref[m], tst[m]
 
 
 def nrmse(
@@ -225,10 +233,7 @@ def nrmse(
     """
     from skimage.metrics import normalized_root_mse
 
-    ref, tst = _pair(reference, test)
-    if mask is not None:
-        m = _mask(mask, ref.shape)
-        ref, tst = ref[m], tst[m]
+    ref, tst = _masked_pair(reference, test, mask)
     return float(normalized_root_mse(ref, tst, normalization=normalization))
 
 

@@ -22,6 +22,7 @@ import typer
 
 from .app import UserError, app, console
 from .options import parse_zyx
+from .progress import counted_progress
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -29,27 +30,6 @@ if TYPE_CHECKING:
     import numpy as np
 
     from ..training.ground_truth import Progress, PsfForChannel
-
-
-def _progress_bar() -> Any:
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("iterations"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-    )
 
 
 def _device(name: str) -> str:
@@ -106,7 +86,7 @@ def _reported() -> Iterator[Progress]:
     from ..inference.stacks import StackError
 
     tasks: dict[str, Any] = {}
-    with _progress_bar() as bar:
+    with counted_progress("iterations") as bar:
 
         def update(name: str, done: int, total: int) -> None:
             if name not in tasks:

@@ -18,6 +18,7 @@ from .options import (
     parse_zyx,
     resolve_model_path,
 )
+from .progress import counted_progress
 
 if TYPE_CHECKING:
     from ..inference import Backend, BackendRecipe
@@ -41,7 +42,6 @@ def restore_tiffs(
     overwrite: bool,
 ) -> None:
     """Restore a TIFF, or a folder of TIFFs, into OUT with a progress bar per file."""
-    from rich.progress import Progress
 
     from ..inference import BackendError
     from ..inference.stacks import StackError, restore_tiffs, tiff_jobs
@@ -52,7 +52,7 @@ def restore_tiffs(
     what = "opening" if recipe.backend != "auto" else "measuring the backends (cached)"
     console.print(f"{recipe.backend} backend for {recipe.model.name}: {what} ...")
     tasks: dict[Path, Any] = {}
-    with Progress(*_tile_columns(), console=console) as bar:
+    with counted_progress("tiles") as bar:
 
         def opened(backend: Backend) -> None:
             console.print(
@@ -82,26 +82,6 @@ def restore_tiffs(
         except (BackendError, CheckpointError, ValueError) as exc:
             raise UserError(str(exc)) from None
     console.print(f"wrote {len(jobs)} restored file(s) (float32)", highlight=False)
-
-
-def _tile_columns() -> tuple[Any, ...]:
-    """Progress columns for a file restored tile by tile."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    return (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("tiles"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-    )
 
 
 def restore_dataset(
