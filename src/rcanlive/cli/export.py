@@ -45,6 +45,7 @@ class ExportFormat(StrEnum):
         "--voxel-size 0.2,0.0555,0.0555 -o models/isim-rcan.zip"
     ),
 )
+# (long by its Typer option declarations; the work is in the functions it calls)
 def export_command(
     model: Annotated[
         Path,
@@ -96,12 +97,6 @@ def export_command(
     ] = "CC-BY-4.0",
 ) -> None:
     """Export MODEL for one backend, or as a bioimage.io package."""
-    import time
-
-    from ..inference import BackendError, export_artifact
-    from ..inference.backends.artifacts import manifest_path
-    from ..model import CheckpointError
-
     if not model.exists():
         raise UserError(f"checkpoint not found: {model}")
     if export_format is ExportFormat.bioimageio:
@@ -112,15 +107,34 @@ def export_command(
             )
         _export_bioimageio(model, out, sample, _parse_voxel(voxel_size), author or [], license_id)
         return
+    _export_artifact(model, out, backend.value, precision.value, device, tile, batch_size)
+
+
+def _export_artifact(
+    model: Path,
+    out: Path,
+    backend: str,
+    precision: str,
+    device: str,
+    tile: str | None,
+    batch_size: int,
+) -> None:
+    """Build one backend's artifact and say where it went."""
+    import time
+
+    from ..inference import BackendError, export_artifact
+    from ..inference.backends.artifacts import manifest_path
+    from ..model import CheckpointError
+
     tile_shape = parse_zyx(tile, "--tile")
-    console.print(f"exporting {model.name} for the {backend.value} backend ...", highlight=False)
+    console.print(f"exporting {model.name} for the {backend} backend ...", highlight=False)
     start = time.perf_counter()
     try:
         path = export_artifact(
-            backend.value,
+            backend,
             model,
             out,
-            precision=precision.value,
+            precision=precision,
             device=device,
             tile_shape=tile_shape,
             batch_size=batch_size,

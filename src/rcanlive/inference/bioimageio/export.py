@@ -161,6 +161,7 @@ def _rcanlive_config(loaded: LoadedModel) -> dict[str, Any]:
 
 
 # (long only by its numpy-style docstring: the body is the steps in order)
+# (long by its docstring: the steps are the functions it calls)
 def export_bioimageio(
     model: LoadedModel | str | os.PathLike[str],
     out: str | os.PathLike[str],
