@@ -378,6 +378,17 @@ def _networks(table: MethodTable) -> list[str]:
     ]
 
 
+#: the methods a network must beat
+CLASSICAL = ("raw input", "tuned Gaussian", "tuned Richardson–Lucy")
+
+
+def _beats_classical(table: MethodTable, net: str) -> bool:
+    """Whether ``net`` beats every classical method in mean PSNR and SSIM."""
+    return all(
+        _mean(table, net, m) > _mean(table, c, m) for c in CLASSICAL for m in ("psnr", "ssim")
+    )
+
+
 def goals(
     isim: list[MethodTable],
     phantoms: list[MethodTable],
@@ -386,14 +397,9 @@ def goals(
 ) -> list[str]:
     """The issue's goals, met or not, one line each."""
     lines = []
-    classical = ("raw input", "tuned Gaussian", "tuned Richardson–Lucy")
     for table in [*isim, *phantoms]:
         for net in _networks(table):
-            beats = all(
-                _mean(table, net, m) > _mean(table, c, m)
-                for c in classical
-                for m in ("psnr", "ssim")
-            )
+            beats = _beats_classical(table, net)
             lines.append(
                 f"{'met' if beats else 'NOT met'}: {net} beats every classical baseline "
                 f"in PSNR and SSIM — {table.title}"
@@ -412,11 +418,7 @@ def goals(
     for row in sweep:
         table = row["table"]
         for net in _networks(table):
-            beats = all(
-                _mean(table, net, m) > _mean(table, c, m)
-                for c in classical
-                for m in ("psnr", "ssim")
-            )
+            beats = _beats_classical(table, net)
             lines.append(
                 f"{'met' if beats else 'NOT met'}: {net} beats every classical baseline "
                 f"in PSNR and SSIM — input SNR {row['input_snr']:.2f}"

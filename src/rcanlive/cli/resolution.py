@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from .app import UserError, app, console
+from .app import UserError, app
+from .progress import stage_callback, staged_progress
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -61,24 +62,8 @@ def _load(
 @contextmanager
 def _progress() -> Iterator[Callable[[str, int, int], None]]:
     """A transient progress bar (on stderr) with one row per stage."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
-    tasks: dict[str, Any] = {}
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    ) as bar:
-
-        def update(stage: str, done: int, total: int) -> None:
-            if stage not in tasks:
-                tasks[stage] = bar.add_task(f"{stage} slices", total=total)
-            bar.update(tasks[stage], completed=done, total=total)
-
-        yield update
+    with staged_progress(transient=True) as bar:
+        yield stage_callback(bar, " slices")
 
 
 def _print_table(result: dict[str, Any], name: str) -> None:

@@ -7,12 +7,10 @@ from contextlib import ExitStack
 from typing import TYPE_CHECKING
 
 from .app import UserError, console, require_dataset
+from .progress import stage_callback, staged_progress
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
     from pathlib import Path
-
-    from rich.progress import Progress, TaskID
 
     from ..stitching import StitchResult
 
@@ -42,7 +40,7 @@ def run_stitch(
     _refuse_dataset(dataset, image, overwrite=overwrite)
     with ExitStack() as stack:
         where = _enter_scheduler(stack, scheduler, workers)
-        bar = stack.enter_context(_progress_bar())
+        bar = stack.enter_context(staged_progress())
         caught = stack.enter_context(warnings.catch_warnings(record=True))
         warnings.simplefilter("always", StitchWarning)
         console.print(f"stitching {escape(str(dataset))} ({image}) on the {where}", highlight=False)
@@ -55,7 +53,7 @@ def run_stitch(
                 search_um=search_um,
                 min_correlation=min_correlation,
                 chunk_px=chunk_px,
-                progress=_progress_callback(bar),
+                progress=stage_callback(bar),
             )
         except StitchError as exc:
             raise UserError(str(exc)) from None
@@ -87,31 +85,6 @@ def _enter_scheduler(stack: ExitStack, scheduler: str, workers: int | None) -> s
             f"--scheduler {scheduler!r}: {exc}; use threads, local, sync or the address "
             "of a running Dask scheduler (tcp://host:8786)"
         ) from None
-
-
-def _progress_bar() -> Progress:
-    """A progress display with one bar per stitching stage."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
-    columns = (
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-    )
-    return Progress(*columns, console=console)
-
-
-def _progress_callback(bar: Progress) -> Callable[[str, int, int], None]:
-    """A ``progress(stage, done, total)`` callback that adds a task to ``bar`` per stage."""
-    tasks: dict[str, TaskID] = {}
-
-    def progress(stage: str, done: int, total: int) -> None:
-        if stage not in tasks:
-            tasks[stage] = bar.add_task(stage, total=total)
-        bar.update(tasks[stage], completed=done, total=total)
-
-    return progress
 
 
 def _print_outcome(result: StitchResult, caught: list[warnings.WarningMessage]) -> None:

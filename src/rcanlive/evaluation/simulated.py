@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..analysis.snr import foreground_mask, volume_snr
-from ..simulation.optics import isim_psf
+from ..simulation.optics import rig_psf
 from ..simulation.samples import make_sample
 from ..simulation.world import World, intensity_w_cm2
 from .pairsets import EvalPair
@@ -36,8 +36,6 @@ PAPER_LOW_W_CM2 = intensity_w_cm2(0.3)
 PAPER_HIGH_W_CM2 = intensity_w_cm2(33.0)
 #: The paper's high intensity for live imaging (Fig. 1e).
 PAPER_LIVE_W_CM2 = 360.0
-#: Extent of the simulator's PSF, µm (axial, lateral), as ``World.blurred`` computes it.
-PSF_EXTENT_UM = (2.0, 1.2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,9 +64,7 @@ class IsimSpec:
 
 def simulator_psf(z_step_um: float, pixel_size_um: float) -> NDArray[np.float32]:
     """The iSIM PSF the simulator blurs with, at this voxel size (sum 1)."""
-    dz_extent, dxy_extent = PSF_EXTENT_UM
-    shape = (max(1, int(dz_extent / z_step_um)), max(1, int(dxy_extent / pixel_size_um)))
-    return np.asarray(isim_psf(shape, (z_step_um, pixel_size_um)), dtype=np.float32)
+    return np.asarray(rig_psf(z_step_um, pixel_size_um), dtype=np.float32)
 
 
 def make_world(

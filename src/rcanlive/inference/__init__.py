@@ -15,8 +15,9 @@ torch: the network never runs there.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from ..lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from .backends import (
@@ -90,7 +91,6 @@ _WHERE = {
         "predict_volume",
     ),
 }
-_MODULE_OF = {name: module for module, names in _WHERE.items() for name in names}
 __all__ = [
     "BACKEND_NAMES",
     "DEFAULT_OVERLAP",
@@ -129,10 +129,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _MODULE_OF.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_attributes(__name__, _WHERE)

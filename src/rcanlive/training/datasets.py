@@ -205,9 +205,9 @@ def deconvolve_targets(
 def _camera_offset(path: Path) -> float:
     """The camera offset (counts) recorded with a pairs dataset's rig (100 if absent)."""
     from ..storage import open_dataset
+    from ..storage.imaging import dataset_imaging
 
-    rig = open_dataset(path).meta.get("rig") or {}
-    return float((rig.get("camera") or {}).get("offset_counts", 100.0))
+    return dataset_imaging(open_dataset(path).meta).offset_counts
 
 
 def register_pairs(pairs: Sequence[VolumePair], data: TrainingDataConfig) -> list[VolumePair]:

@@ -18,11 +18,12 @@ use and need the ``bioimageio`` extra (``pip install 'rcanlive[bioimageio]'``).
 
 from __future__ import annotations
 
-import importlib
 import os
 import zipfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from ...lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from .backend import PackageBackend, PackageNormalizer, open_package_backend
@@ -39,7 +40,6 @@ _WHERE = {
     ".export": ("export_bioimageio",),
     ".package": ("PackageError", "check_package", "load_bioimageio"),
 }
-_MODULE_OF = {name: module for module, names in _WHERE.items() for name in names}
 
 __all__ = [
     "MARKER",
@@ -58,13 +58,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _MODULE_OF.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_attributes(__name__, _WHERE)
 
 
 def _is_rdf(name: str) -> bool:
