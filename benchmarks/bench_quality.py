@@ -9,9 +9,9 @@ Protocols, all on simulated data (the simulator's physics, without Micro-Manager
    pairs config's positions); the truth is the 457 W/cm² volume, as in the paper.
 2. ``phantoms``: the paper's spherical-phantom deblurring at 2×, 3×, 4× the iSIM PSF,
    noise-free inputs (Supplementary Table 4).
-3. ``snr``: an input-SNR sweep (Fig. 1c): mitochondria imaged at the intensities that
-   give a median foreground input SNR of 1 to 10, restored PSNR/SSIM against the
-   measured input SNR.
+3. ``snr``: an input-SNR sweep (Fig. 1c): mitochondria and ER imaged at the
+   intensities that give a median foreground input SNR of 1 to 10, restored PSNR/SSIM
+   against the measured input SNR.
 
 Methods: raw input, the Gaussian filter tuned per axis, Richardson–Lucy with the known
 PSF tuned in iterations (and in re-blurring to the truth's PSF), the bundled RCAN, and
@@ -26,6 +26,7 @@ Metrics: :func:`rcanlive.analysis.evaluation.evaluate` under the paper's convent
 
     python benchmarks/bench_quality.py --quick
     python benchmarks/bench_quality.py --protocols isim --train-budget-s 600
+    python benchmarks/bench_quality.py --networks runs/models   # from train_models.py
 """
 
 from __future__ import annotations
@@ -100,6 +101,9 @@ class Settings:
     train_budget_s: float = 0.0
     train_patch: tuple[int, int, int] = (16, 64, 64)
     device: str = "auto"
+    networks_dir: Path | None = None
+    bundled: Path | None = None
+    sweep_samples: tuple[str, ...] = ("mitochondria", "er")
     runs_dir: Path = field(default_factory=lambda: Path(tempfile.gettempdir()) / "rcanlive-quality")
 
     @classmethod
@@ -195,9 +199,46 @@ def train_network(
     return CheckpointMethod(out / "best.pt", label, device=settings.device, info=info)
 
 
-def trained_networks(pairs: list[EvalPair], settings: Settings, tag: str) -> list[Method]:
-    """The budget networks (none without a budget) and CARE."""
+#: train_models.py stage → row label, per protocol tag
+TRAINED_LABELS = {
+    "isim": {
+        "isim-rcan": "RCAN 5×3×32 (paper)",
+        "isim-care": "CARE 3D U-Net (rcanlive)",
+        "isim-small": "RCAN 2×2×16 (bundled recipe)",
+    },
+    "phantom2x": {"phantom2": "RCAN 5×3×32 (paper)"},
+    "phantom3x": {"phantom3": "RCAN 5×3×32 (paper)"},
+}
+
+
+def networks_from(directory: Path, tag: str) -> list[Method]:
+    """Networks trained by ``train_models.py`` (``DIR/<stage>.pt``) for protocol ``tag``."""
+    records = {}
+    history = directory / "histories.json"
+    if history.exists():
+        records = {r["stage"]: r for r in json.loads(history.read_text())}
     methods: list[Method] = []
+    for stage, label in TRAINED_LABELS.get(tag, {}).items():
+        path = directory / f"{stage}.pt"
+        if not path.exists():
+            continue
+        r = records.get(stage, {})
+        epochs = len(r.get("history", []))
+        info = {
+            "training": f"{r.get('train_seconds', math.nan):.0f} s, {epochs} epochs "
+            f"× {r.get('steps_per_epoch', 50)} steps, batch {r.get('batch', '?')} "
+            f"{tuple(r.get('patch', ()))} on {r.get('device', '?')}",
+            "train_seconds": r.get("train_seconds"),
+        }
+        methods.append(CheckpointMethod(path, label, info=info))
+    return methods
+
+
+def trained_networks(pairs: list[EvalPair], settings: Settings, tag: str) -> list[Method]:
+    """The budget networks (none without a budget), those of ``--networks``, and CARE."""
+    methods: list[Method] = []
+    if settings.networks_dir is not None:
+        methods += networks_from(settings.networks_dir, tag)
     if settings.train_budget_s > 0:
         for label, arch in NETWORKS.items():
             print(f"  training {label} on {len(pairs)} pairs ({settings.train_budget_s:.0f} s)")
@@ -255,9 +296,11 @@ def isim_sets(settings: Settings) -> dict[str, dict[str, list[EvalPair]]]:
     return out
 
 
-def baselines(psf: np.ndarray, background: float, target: np.ndarray | None) -> list[Method]:
-    """Raw, tuned Gaussian, tuned Richardson–Lucy and the bundled RCAN."""
-    model = bundled_model_path()
+def baselines(
+    psf: np.ndarray, background: float, target: np.ndarray | None, settings: Settings
+) -> list[Method]:
+    """Raw, tuned Gaussian, tuned Richardson–Lucy and the bundled RCAN (or ``--bundled``)."""
+    model = settings.bundled or bundled_model_path()
     methods: list[Method] = [
         RawInput(),
         GaussianMethod(),
@@ -273,11 +316,11 @@ def run_isim(settings: Settings) -> tuple[list[MethodTable], dict[str, list[Eval
     sets = isim_sets(settings)
     psf = simulator_psf(0.25, 0.0555)
     train_pairs = [p for kind in SAMPLES for p in sets[kind]["train"]]
-    networks = trained_networks(train_pairs, settings, "isim") if train_pairs else [CareMethod()]
+    networks = trained_networks(train_pairs, settings, "isim")
     tables = []
     for kind in SAMPLES:
         print(f"protocol 1 (iSIM 4.2 → 457 W/cm²): {kind}")
-        methods = baselines(psf, 100.0, psf) + [_fresh(m) for m in networks]
+        methods = baselines(psf, 100.0, psf, settings) + [_fresh(m) for m in networks]
         title = f"iSIM denoising, {kind}, 4.2 → 457 W/cm²"
         tables.append(run_methods(methods, sets[kind]["test"], sets[kind]["tune"], title=title))
     return tables, {k: sets[k]["test"] for k in SAMPLES}
@@ -325,12 +368,13 @@ def run_phantoms(settings: Settings) -> list[MethodTable]:
         spec = PhantomSpec(shape=settings.phantom_shape, blur=blur, noise=False)
         test = phantom_pairs(blur, settings.phantom_test, 100 + blur, settings)
         tune = phantom_pairs(blur, 1, 200 + blur, settings)
-        methods = baselines(blur_kernel(spec, blur), 0.0, blur_kernel(spec, 1))
-        if settings.train_budget_s > 0:
-            train = phantom_pairs(blur, settings.phantom_train, 300 + blur, settings)
-            methods += trained_networks(train, settings, f"phantom{blur}x")
-        else:
-            methods.append(CareMethod())
+        methods = baselines(blur_kernel(spec, blur), 0.0, blur_kernel(spec, 1), settings)
+        train = (
+            phantom_pairs(blur, settings.phantom_train, 300 + blur, settings)
+            if settings.train_budget_s > 0
+            else []
+        )
+        methods += trained_networks(train, settings, f"phantom{blur}x")
         title = f"phantom deblurring, {blur}× the iSIM PSF, noise-free"
         tables.append(run_methods(methods, test, tune, title=title))
     return tables
@@ -340,25 +384,37 @@ def run_phantoms(settings: Settings) -> list[MethodTable]:
 
 
 def run_snr_sweep(settings: Settings, networks: list[Method]) -> list[dict[str, Any]]:
-    """Protocol 3: mitochondria at intensities giving input SNR 1–10; truth at 457 W/cm²."""
+    """Protocol 3: each sweep sample at intensities giving input SNR 1–10; truth 457 W/cm²."""
     psf = simulator_psf(0.25, 0.0555)
-    test_world, tune_world = (
-        sample_world("mitochondria", SEEDS["test"]),
-        sample_world("mitochondria", SEEDS["tune"]),
-    )
     rows = []
-    for target in settings.snr_levels:
-        w_cm2 = intensity_for_snr(tune_world, TUNE_POSITIONS[0], _spec(settings), target)
-        spec = _spec(settings, low=w_cm2)
-        test = isim_pairs(test_world, TEST_POSITIONS[: settings.test_positions], spec, group="test")
-        tune = isim_pairs(tune_world, TUNE_POSITIONS[: settings.tune_positions], spec, group="tune")
-        measured = float(np.mean([input_snr(test_world, p.low) for p in test]))
-        print(
-            f"protocol 3 (SNR sweep): target {target:g}, {w_cm2:.1f} W/cm², measured {measured:.2f}"
+    for kind in settings.sweep_samples:
+        test_world, tune_world = (
+            sample_world(kind, SEEDS["test"]),
+            sample_world(kind, SEEDS["tune"]),
         )
-        methods = baselines(psf, 100.0, psf) + [_fresh(m) for m in networks]
-        table = run_methods(methods, test, tune, title=f"input SNR {measured:.2f}")
-        rows.append({"target_snr": target, "w_cm2": w_cm2, "input_snr": measured, "table": table})
+        for target in settings.snr_levels:
+            w_cm2 = intensity_for_snr(tune_world, TUNE_POSITIONS[0], _spec(settings), target)
+            spec = _spec(settings, low=w_cm2)
+            test_at = TEST_POSITIONS[: settings.test_positions]
+            test = isim_pairs(test_world, test_at, spec, group="test")
+            tune_at = TUNE_POSITIONS[: settings.tune_positions]
+            tune = isim_pairs(tune_world, tune_at, spec, group="tune")
+            measured = float(np.mean([input_snr(test_world, p.low) for p in test]))
+            print(
+                f"protocol 3 (SNR sweep): {kind}, target {target:g}, {w_cm2:.1f} W/cm², "
+                f"measured {measured:.2f}"
+            )
+            methods = baselines(psf, 100.0, psf, settings) + [_fresh(m) for m in networks]
+            table = run_methods(methods, test, tune, title=f"{kind}, input SNR {measured:.2f}")
+            rows.append(
+                {
+                    "sample": kind,
+                    "target_snr": target,
+                    "w_cm2": w_cm2,
+                    "input_snr": measured,
+                    "table": table,
+                }
+            )
     return rows
 
 
@@ -372,10 +428,12 @@ def _mean(table: MethodTable, name: str, metric: str) -> float:
     return float(getattr(row.summary, metric).mean)
 
 
+#: row labels of networks (the rest are classical methods)
+NETWORK_PREFIXES = ("bundled RCAN", "RCAN", "CARE")
+
+
 def _networks(table: MethodTable) -> list[str]:
-    return [
-        r.name for r in table.results if r.name.startswith(("bundled RCAN", "RCAN")) and r.summary
-    ]
+    return [r.name for r in table.results if r.name.startswith(NETWORK_PREFIXES) and r.summary]
 
 
 #: the methods a network must beat
@@ -423,12 +481,33 @@ def goals(
                 f"{'met' if beats else 'NOT met'}: {net} beats every classical baseline "
                 f"in PSNR and SSIM — input SNR {row['input_snr']:.2f}"
             )
-    care = care_unavailable()
-    lines.append(
-        "NOT measured: RCAN ≥ CARE at convergence ("
-        + (f"CARE skipped: {care}" if care else "no converged training here")
-        + ")"
-    )
+    lines += _care_goal(isim)
+    return lines
+
+
+def _care_goal(isim: list[MethodTable]) -> list[str]:
+    """RCAN (paper's configuration) against CARE, trained alike, per iSIM table."""
+    lines = []
+    for table in isim:
+        rcan, care = (
+            "RCAN 5×3×32 (paper)",
+            next((n for n in _networks(table) if n.startswith("CARE")), None),
+        )
+        if care is None or math.isnan(_mean(table, rcan, "psnr")):
+            continue
+        ok = all(_mean(table, rcan, m) >= _mean(table, care, m) for m in ("psnr", "ssim"))
+        lines.append(
+            f"{'met' if ok else 'NOT met'}: RCAN ≥ CARE (same data, same budget) — "
+            f"{table.title}: {_mean(table, rcan, 'psnr'):.2f} / {_mean(table, rcan, 'ssim'):.3f} "
+            f"vs {_mean(table, care, 'psnr'):.2f} / {_mean(table, care, 'ssim'):.3f}"
+        )
+    if not lines:
+        care = care_unavailable()
+        lines.append(
+            "NOT measured: RCAN ≥ CARE ("
+            + (f"CAREamics skipped: {care}; " if care else "")
+            + "no CARE network trained: --networks DIR from train_models.py)"
+        )
     return lines
 
 
@@ -445,7 +524,7 @@ def plot(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 4, figsize=(18, 4.2))
+    fig, axes = plt.subplots(1, 4, figsize=(20, 5))
     for ax, tables, xs, xlabel in (
         (axes[0], isim, [t.title.split(", ")[1] for t in isim], "sample (4.2 → 457 W/cm²)"),
         (axes[1], phantoms, [f"{b}×" for b in blurs], "phantom blur (× iSIM PSF)"),
@@ -472,17 +551,31 @@ def plot(
         if not sweep:
             ax.set_visible(False)
             continue
-        snr = [r["input_snr"] for r in sweep]
-        for name in [r.name for r in sweep[0]["table"].results if r.summary is not None]:
-            ax.plot(snr, [_mean(r["table"], name, metric) for r in sweep], "o-", label=name)
+        names = [r.name for r in sweep[0]["table"].results if r.summary is not None]
+        colours = {n: f"C{i}" for i, n in enumerate(names)}
+        for kind, style in zip(_sweep_samples(sweep), ("o-", "s--", "^:"), strict=False):
+            rows = [r for r in sweep if r["sample"] == kind]
+            for name in names:
+                ax.plot(
+                    [r["input_snr"] for r in rows],
+                    [_mean(r["table"], name, metric) for r in rows],
+                    style,
+                    color=colours[name],
+                    label=f"{name} ({kind})",
+                )
         ax.axvline(3.0, color="grey", ls=":", label="paper's breakdown (SNR ≈ 3)")
+        ax.set_xscale("log")
         ax.set_xlabel("input SNR (median over foreground)")
         ax.set_ylabel("PSNR (dB)" if metric == "psnr" else "SSIM")
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=5, ncol=2)
     fig.suptitle(f"Restoration quality (issue 12); {MetricConvention().describe()}", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _sweep_samples(sweep: list[dict[str, Any]]) -> list[str]:
+    return list(dict.fromkeys(r["sample"] for r in sweep))
 
 
 def machine() -> dict[str, Any]:
@@ -515,11 +608,20 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--device", default="auto", help="training device (auto, cpu, cuda)")
     parser.add_argument(
+        "--networks", type=Path, help="networks trained by train_models.py (DIR/<stage>.pt)"
+    )
+    parser.add_argument("--bundled", type=Path, help="evaluate this model as the bundled one")
+    parser.add_argument(
+        "--sweep-samples", default="mitochondria,er", help="samples of the SNR sweep"
+    )
+    parser.add_argument(
         "--out", type=Path, default=Path(__file__).parent / "quality", help="OUT.json, OUT.png"
     )
     args = parser.parse_args(argv)
     settings = Settings.quick() if args.quick else Settings()
     settings.train_budget_s, settings.device = args.train_budget_s, args.device
+    settings.networks_dir, settings.bundled = args.networks, args.bundled
+    settings.sweep_samples = tuple(k.strip() for k in args.sweep_samples.split(",") if k.strip())
     wanted = {p.strip() for p in args.protocols.split(",") if p.strip()}
     t0 = time.perf_counter()
     snr_rows = snr_table(settings)
@@ -558,7 +660,7 @@ def _network_methods(isim: list[MethodTable]) -> list[Method]:
     out: list[Method] = []
     for row in isim[0].results:
         model = row.details.get("model")
-        if row.summary is not None and row.name.startswith("RCAN") and model:
+        if row.summary is not None and row.name.startswith(("RCAN", "CARE")) and model:
             out.append(
                 CheckpointMethod(
                     Path(model), row.name, info={"training": row.details.get("training", "")}
@@ -593,17 +695,21 @@ def _report(
         lines += ["", f"### {table.title}", "", method_markdown(table)]
     if sweep:
         names = [r.name for r in sweep[0]["table"].results if r.summary is not None]
-        lines += ["", "### Input-SNR sweep (mitochondria; PSNR dB / SSIM)", ""]
+        lines += ["", "### Input-SNR sweep (PSNR dB / SSIM)", ""]
         lines += [
-            "| input SNR | W/cm² | " + " | ".join(names) + " |",
-            "|---|---|" + "---|" * len(names),
+            "| sample | input SNR | W/cm² | " + " | ".join(names) + " |",
+            "|---|---|---|" + "---|" * len(names),
         ]
         for r in sweep:
             cells = [
                 f"{_mean(r['table'], n, 'psnr'):.2f} / {_mean(r['table'], n, 'ssim'):.3f}"
                 for n in names
             ]
-            lines.append(f"| {r['input_snr']:.2f} | {r['w_cm2']:.1f} | " + " | ".join(cells) + " |")
+            lines.append(
+                f"| {r['sample']} | {r['input_snr']:.2f} | {r['w_cm2']:.1f} | "
+                + " | ".join(cells)
+                + " |"
+            )
     lines += ["", "### Goals", ""] + [
         f"- {g}" for g in goals(isim, phantoms, settings.blurs, sweep)
     ]

@@ -172,6 +172,56 @@ def test_split_holds_out_like_the_paper() -> None:
         split_pairs(pairs[:3], validation_count=3)
 
 
+def _grouped_pairs(groups: list[str]) -> list:
+    vol = np.random.default_rng(0).random((2, 4, 4))
+    names = [f"{g}_{i}" for i, g in enumerate(groups)]
+    return pairs_from_arrays([vol] * len(groups), [vol] * len(groups), names, groups)
+
+
+def test_split_never_puts_one_field_in_training_and_validation() -> None:
+    pairs = _grouped_pairs(["a"] * 3 + ["b"] * 4 + ["c"] * 2 + ["d"] * 3)
+    held_out_groups = set()
+    for seed in range(12):
+        train_set, val = split_pairs(pairs, validation_count=1, seed=seed)
+        assert not {p.group for p in train_set} & {p.group for p in val}
+        assert len({p.group for p in val}) == 1  # the count is of fields, not pairs
+        assert len(train_set) + len(val) == len(pairs)
+        held_out_groups |= {p.group for p in val}
+    assert len(held_out_groups) >= 3  # a random field, not always the same one
+    train_set, val = split_pairs(pairs, validation_fraction=0.5, seed=0)
+    assert len({p.group for p in val}) == 2 and len({p.group for p in train_set}) == 2
+    with pytest.raises(DatasetError, match="4 of 4 fields of view"):
+        split_pairs(pairs, validation_count=4)
+
+
+def test_split_of_a_single_field_validates_on_it_and_warns(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    pairs = _grouped_pairs(["cell"] * 3)
+    with caplog.at_level("WARNING", logger="rcanlive"):
+        train_set, val = split_pairs(pairs, validation_count=1)
+    assert train_set == pairs and val == pairs
+    assert "measures fitting" in caplog.text
+
+
+def test_tiff_time_points_of_one_field_are_one_group(tmp_path: Path) -> None:
+    stems = ["cell01_t000", "cell01_t001", "cell02_t0000", "cell02_t0001", "x_t1", "_t001"]
+    for folder in ("raw", "gt"):
+        (tmp_path / folder).mkdir()
+        for i, stem in enumerate(stems):
+            vol = np.random.default_rng(i).random((2, 8, 8)).astype(np.float32)
+            tifffile.imwrite(tmp_path / folder / f"{stem}.tif", vol)
+    pairs = read_tiff_pairs(tmp_path / "raw", tmp_path / "gt")
+    assert {p.name: p.group for p in pairs} == {
+        "cell01_t000": "cell01",
+        "cell01_t001": "cell01",
+        "cell02_t0000": "cell02",
+        "cell02_t0001": "cell02",
+        "x_t1": "x_t1",  # not a time suffix
+        "_t001": "_t001",  # nothing left to name a field
+    }
+
+
 def test_constant_ground_truth_is_named() -> None:
     pairs = pairs_from_arrays([np.random.default_rng(0).random((4, 8, 8))], [np.zeros((4, 8, 8))])
     with pytest.raises(DatasetError, match="pair000: volume is constant"):
@@ -230,6 +280,79 @@ def test_resume_continues_exactly_where_training_stopped(tmp_path: Path) -> None
     a = load_checkpoint(straight.last_checkpoint).model.state_dict()
     b = load_checkpoint(resumed.last_checkpoint).model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+class _FakeClock:
+    """The trainer's clock, advanced only by training steps: 1 s each in epoch 1, then 2 s."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from rcanlive.training import trainer
+
+        self.now, self.steps = 0.0, 0
+        real_step = trainer.train_step
+
+        def step(*args: object) -> torch.Tensor:
+            self.steps += 1
+            self.now += 1.0 if self.steps <= 2 else 2.0
+            return real_step(*args)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(trainer, "_clock", lambda: self.now)
+        monkeypatch.setattr(trainer, "train_step", step)
+
+
+def _budget_config(out: Path, **changes: object) -> TrainingConfig:
+    return _config(
+        out, epochs=8, steps_per_epoch=2, batch_size=1, patch_shape=(8, 32, 32), **changes
+    )
+
+
+def test_max_minutes_shortens_the_run_and_its_schedule(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = _FakeClock(monkeypatch)
+    cfg = _budget_config(tmp_path, max_minutes=0.25)  # 15 s
+    with caplog.at_level("INFO", logger="rcanlive"):
+        result = train(cfg, pairs=_noisy_pairs(1))
+    # epoch 1 took 2 s: 7 of 8 epochs fit; epochs 2-4 took 4 s each, and after epoch 4
+    # (14 s spent, 3.5 s/epoch on average) a fifth would overrun
+    assert "max_minutes 0.25: 8 epochs do not fit (2.0 s/epoch); training 7" in caplog.text
+    assert [h.epoch for h in result.history] == [1, 2, 3, 4]
+    assert clock.now <= 15.0 + 4.0  # the budget plus one epoch's slack
+    assert (result.planned_epochs, result.epochs) == (8, 4)
+    # the schedule now halves every quarter of 7 epochs (each epoch) instead of every 2
+    assert [h.lr for h in result.history] == [2e-3, 1e-3, 5e-4, 2.5e-4]
+    meta = load_checkpoint(result.last_checkpoint).metadata
+    assert (meta["planned_epochs"], meta["scheduled_epochs"], meta["max_minutes"]) == (8, 4, 0.25)
+    history = json.loads((tmp_path / "history.json").read_text())
+    assert (history["planned_epochs"], history["scheduled_epochs"]) == (8, 4)
+    assert history["max_minutes"] == 0.25 and len(history["epochs"]) == 4
+
+
+def test_without_max_minutes_every_epoch_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _FakeClock(monkeypatch)
+    result = train(_budget_config(tmp_path), pairs=_noisy_pairs(1))
+    assert [h.epoch for h in result.history] == list(range(1, 9))
+    assert [h.lr for h in result.history] == [2e-3 / 2 ** (i // 2) for i in range(8)]
+    assert load_checkpoint(result.last_checkpoint).metadata["scheduled_epochs"] == 8
+
+
+def test_max_minutes_run_can_be_resumed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _FakeClock(monkeypatch)
+    cfg = _budget_config(tmp_path, max_minutes=0.25)
+    train(cfg, pairs=_noisy_pairs(1))  # stops after epoch 4
+    resumed = train(cfg.replace(max_minutes=0.1), pairs=_noisy_pairs(1), resume=True)
+    # a fresh 6 s budget: epoch 5 took 4 s, so it is the only one that fits
+    assert [h.epoch for h in resumed.history] == [1, 2, 3, 4, 5]
+    assert resumed.epochs == 5
+
+
+def test_max_minutes_must_be_positive(tmp_path: Path) -> None:
+    assert _config(tmp_path).max_minutes is None
+    for bad in (0, -1.5):
+        with pytest.raises(ValueError, match="max_minutes"):
+            _config(tmp_path, max_minutes=bad)
 
 
 def test_resume_without_a_checkpoint_is_an_error(tmp_path: Path) -> None:
@@ -394,7 +517,8 @@ def test_psnr_and_ssim_on_normalised_volumes() -> None:
         psnr(ref, ref[:4])
 
 
-def test_training_from_an_ome_zarr_pairs_dataset(tmp_path: Path) -> None:
+def _write_pairs_dataset(path: Path, n_t: int, n_p: int) -> Path:
+    """A pairs dataset of ``n_t`` time points at ``n_p`` stage positions."""
     from rcanlive.storage.dataset import DatasetWriter, Geometry
     from rcanlive.storage.volume import Volume
 
@@ -404,21 +528,48 @@ def test_training_from_an_ome_zarr_pairs_dataset(tmp_path: Path) -> None:
         width=32,
         pixel_size_um=0.0555,
         z_step_um=0.1,
-        n_t=2,
+        n_t=n_t,
+        n_p=n_p,
         channels=("low", "high"),
     )
-    path = tmp_path / "pairs.ome.zarr"
-    writer = DatasetWriter(path, "pairs", geometry, plan={"positions_um": [[0.0, 0.0]]}, rig={})
-    for t in range(2):
-        raw, gt = make_phantom_pair(NOISY, seed=t)
-        for c, vol in enumerate((raw, gt)):
-            data = np.clip(vol + 100, 0, 65535).astype(np.uint16)
-            writer.write(
-                Volume.from_array(data, t, 0, c, ("low", "high")[c], (0.0,) * 16, (0.0, 0.0), 0.0)
-            )
+    plan = {"positions_um": [[10.0 * p, 0.0] for p in range(n_p)]}
+    writer = DatasetWriter(path, "pairs", geometry, plan=plan, rig={})
+    for t in range(n_t):
+        for p in range(n_p):
+            raw, gt = make_phantom_pair(NOISY, seed=10 * p + t)
+            for c, vol in enumerate((raw, gt)):
+                data = np.clip(vol + 100, 0, 65535).astype(np.uint16)
+                writer.write(
+                    Volume.from_array(
+                        data, t, p, c, ("low", "high")[c], (0.0,) * 16, (0.0, 0.0), 0.0
+                    )
+                )
     writer.finish("complete")
-    cfg = _config(tmp_path / "run", epochs=1, data={"pairs": str(path), "validation_count": 1})
+    return path
+
+
+def test_zarr_pairs_are_grouped_by_stage_position(tmp_path: Path) -> None:
+    from rcanlive.training import read_zarr_pairs
+
+    pairs = read_zarr_pairs(_write_pairs_dataset(tmp_path / "pairs.ome.zarr", n_t=2, n_p=2))
+    assert [(p.name, p.group) for p in pairs] == [
+        ("t0000_p000", "p000"),
+        ("t0000_p001", "p001"),
+        ("t0001_p000", "p000"),
+        ("t0001_p001", "p001"),
+    ]
+    for seed in range(4):
+        train_set, val = split_pairs(pairs, validation_count=1, seed=seed)
+        assert len({p.group for p in val}) == 1 and len(val) == 2  # both time points
+        assert not {p.group for p in train_set} & {p.group for p in val}
+
+
+def test_training_from_an_ome_zarr_pairs_dataset(tmp_path: Path) -> None:
+    path = _write_pairs_dataset(tmp_path / "pairs.ome.zarr", n_t=2, n_p=2)
+    cfg = _config(tmp_path / "run", epochs=3, data={"pairs": str(path), "validation_count": 1})
     result = train(cfg)
     meta = load_checkpoint(result.best_checkpoint).metadata
-    assert len(meta["train_pairs"]) == 1 and len(meta["validation_pairs"]) == 1
+    # one field of view (both its time points) held out
+    assert len(meta["train_pairs"]) == 2 and len(meta["validation_pairs"]) == 2
+    assert {n[-4:] for n in meta["train_pairs"]} != {n[-4:] for n in meta["validation_pairs"]}
     assert result.raw_psnr < result.best_psnr

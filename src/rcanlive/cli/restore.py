@@ -129,6 +129,18 @@ def restore_dataset(
         f"{done.precision} ({done.scheduler})",
         highlight=False,
     )
+    _check_model_card(recipe.model, source)
+
+
+def _check_model_card(model: Path, dataset: Path) -> None:
+    """The model's reliable input SNR (its card), and a warning when the dataset's raw
+    volumes lie outside it; nothing for a model without a card."""
+    from .running import card_warning, model_card_of
+
+    card = model_card_of(model)
+    if card is not None:
+        console.print(f"model {card.describe_range()}", highlight=False)
+        card_warning(card, dataset=dataset)
 
 
 @app.command(

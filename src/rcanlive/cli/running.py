@@ -8,8 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import typer
 
+from ..log import logger
 from .app import UserError, console
 
 if TYPE_CHECKING:
@@ -17,6 +19,7 @@ if TYPE_CHECKING:
     from ..acquisition.runner import RunResult
     from ..config.experiment import LivePlan, PairsPlan, TilingPlan
     from ..config.rig import RigConfig
+    from ..model.card import ModelCard
     from .options import BackendChoice, PrecisionChoice
 
 
@@ -152,6 +155,7 @@ def run_with_progress(
     path = _check_output(dataset_path(prepared), overwrite)
     console.print(prepared.describe(), highlight=False)
     live = _live_restoration(prepared, restore)
+    card = model_card_of(getattr(getattr(live, "open_backend", None), "model", None))
     try:
         rig = open_rig(rig_config)
     except RigError as exc:
@@ -175,7 +179,7 @@ def run_with_progress(
         console.print(f"[bold red]error:[/] {exc}", highlight=False)
         raise typer.Exit(1) from None
     finally:
-        _after_run(summary, feed, path if report else None)
+        _after_run(summary, feed, path if report else None, card, path)
     _print_result(result)
     return result
 
@@ -192,14 +196,101 @@ def _progress_columns() -> tuple[Any, ...]:
     )
 
 
-def _after_run(summary: dict[str, Any] | None, feed: Any, report: Path | None) -> None:
-    """Say what restoration did, stop the dashboard feed, write ``report.html``."""
-    if summary is not None:
-        _print_restoration(summary)
+def _after_run(
+    summary: dict[str, Any] | None,
+    feed: Any,
+    report: Path | None,
+    card: ModelCard | None = None,
+    dataset: Path | None = None,
+) -> None:
+    """Say what restoration did and whether the model is reliable at this run's input
+    SNR (its model card), stop the dashboard feed, write ``report.html``."""
     if feed is not None:
         feed.close()
-        if report is not None and report.exists():
-            _write_report(feed.model, report)
+    if summary is not None:
+        _print_restoration(summary, card)
+    warning = None
+    if card is not None:
+        warning = card_warning(card, feed.model if feed is not None else None, dataset)
+    if feed is not None and report is not None and report.exists():
+        _write_report(feed.model, report, [warning] if warning else [])
+
+
+def model_card_of(model: Path | None) -> ModelCard | None:
+    """The card of a checkpoint or of a bioimage.io package rcanlive exported; None for
+    no card, an artifact without metadata, or a card that cannot be read (logged)."""
+    if model is None:
+        return None
+    from ..inference.bioimageio import is_rcanlive_package
+    from ..model.card import model_card, read_model_card
+
+    if not is_rcanlive_package(model):
+        return read_model_card(model)
+    from ..inference.bioimageio import MARKER
+    from ..inference.bioimageio.package import read_rdf
+
+    try:
+        block = (read_rdf(model).get("config") or {}).get(MARKER) or {}
+    except ValueError as exc:
+        logger.warning("could not read the model card of %s: %s", model, exc)
+        return None
+    return model_card(block.get("metadata"))
+
+
+def card_warning(card: ModelCard, model: Any = None, dataset: Path | None = None) -> str | None:
+    """Print (and return) the card's warning when the run's median input SNR lies outside
+    the model's reliable range; nothing when it is inside or cannot be measured.
+
+    The SNR is the median over the volumes of each raw volume's median foreground SNR:
+    from the dashboard ``model`` when the run fed one, else measured on a few of the
+    ``dataset``'s raw volumes.
+    """
+    from ..model.card import snr_reliability
+
+    try:
+        snr = _model_snr(model) if model is not None else None
+        if snr is None and dataset is not None:
+            snr = dataset_input_snr(dataset)
+    except Exception as exc:  # the data is safe; only this check is lost
+        logger.warning("could not measure the run's input SNR for the model card: %s", exc)
+        return None
+    warning = snr_reliability(card, snr) if snr is not None else None
+    if warning:
+        console.print(f"[bold red]warning[/]: {warning}", highlight=False)
+    return warning
+
+
+def _model_snr(model: Any) -> float | None:
+    """Median of the raw volumes' median foreground SNR in a dashboard model."""
+    from ..dashboard.model import RAW
+
+    snap = model.snapshot()
+    values = [s.snr_median for (_, image), s in snap.series.items() if image == RAW]
+    medians = np.concatenate(values) if values else np.empty(0)
+    medians = medians[np.isfinite(medians)]
+    return float(np.median(medians)) if medians.size else None
+
+
+def dataset_input_snr(path: Path, max_volumes: int = 6) -> float | None:
+    """Median foreground input SNR of a dataset's raw volumes (up to ``max_volumes``,
+    evenly spaced, each subsampled as the live run measures it); None if none read."""
+    from ..acquisition.illumination_loop import measurement_planes
+    from ..analysis.snr import Camera, volume_snr
+    from ..storage import DamagedVolume, open_dataset
+
+    ds = open_dataset(path)
+    rig = ds.meta.get("rig") or {}
+    camera = Camera.from_rig(rig) if "camera" in rig else Camera()
+    records = ds.volumes
+    step = max(1, -(-len(records) // max_volumes))
+    medians = []
+    for rec in records[::step]:
+        try:
+            raw = ds.volume(int(rec["t"]), p=int(rec["p"]), c=int(rec["c"]))
+        except DamagedVolume:  # warned by the reader
+            continue
+        medians.append(volume_snr(measurement_planes(list(raw), 2**21), camera).median)
+    return float(np.median(medians)) if medians else None
 
 
 def _check_output(path: Path, overwrite: bool) -> Path:
@@ -307,12 +398,13 @@ def _dashboard_feed(rig_config: RigConfig, path: Path, live: Any) -> Any:
     return LiveFeed(model, queue_depth=(lambda: live.queue_depth) if live is not None else None)
 
 
-def _write_report(model: Any, path: Path) -> None:
-    """``DATASET/report.html``; a failure is reported, never fatal (the data is safe)."""
+def _write_report(model: Any, path: Path, notes: list[str] | None = None) -> None:
+    """``DATASET/report.html`` (``notes``: warnings at its top); a failure is reported,
+    never fatal (the data is safe)."""
     from ..dashboard.report import write_report
 
     try:
-        written = write_report(model.snapshot(), path / "report.html")
+        written = write_report(model.snapshot(), path / "report.html", notes or ())
     except Exception as exc:
         console.print(f"[yellow]report not written[/]: {exc}", highlight=False)
         return
@@ -333,13 +425,15 @@ class RestoreOptions:
     devices: tuple[str, ...] = ()
 
 
-def _print_restoration(summary: dict[str, Any]) -> None:
+def _print_restoration(summary: dict[str, Any], card: ModelCard | None = None) -> None:
     skipped = summary.get("skipped") or []
     line = (
         f"restored live: {summary.get('restored', 0)} of {summary.get('submitted', 0)} "
         f"volume(s) with {summary['backend']} {summary['precision']}; not restored "
         f"{len(skipped)}"
     )
+    if card is not None:
+        line += f"; model {card.describe_range()}"
     if summary.get("restarts"):
         line += f"; worker restarted {summary['restarts']} time(s)"
     if skipped:

@@ -29,6 +29,17 @@ def train_command(
     epochs: Annotated[
         int | None, typer.Option("--epochs", min=1, help="Number of epochs (overrides epochs).")
     ] = None,
+    max_minutes: Annotated[
+        float | None,
+        typer.Option(
+            "--max-minutes",
+            help=(
+                "Wall-clock budget for training, in minutes (overrides max_minutes): the "
+                "run is shortened to the epochs that fit, its learning-rate schedule "
+                "rescaled. Example: --max-minutes 5"
+            ),
+        ),
+    ] = None,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue from last.pt in the output folder.")
     ] = False,
@@ -45,7 +56,14 @@ def train_command(
     from ..training import DatasetError, train
     from ..training.ground_truth import pairs_target_psf
 
-    cfg = load_config(config, TrainingConfig, output_dir=out, epochs=epochs, device=device)
+    cfg = load_config(
+        config,
+        TrainingConfig,
+        output_dir=out,
+        epochs=epochs,
+        device=device,
+        max_minutes=max_minutes,
+    )
     configure_logging()
     try:
         target_psf = pairs_target_psf(cfg.data, channel_psf)  # the rig's, for deconvolve_target

@@ -78,7 +78,9 @@ class LaserLine(FrozenModel):
 class SimulationSettings(FrozenModel):
     """Simulated-rig only: what sits on the stage and how the hardware misbehaves."""
 
-    sample: Literal["mitochondria", "phantoms", "gel"] = "mitochondria"
+    sample: Literal["mitochondria", "er", "filaments", "puncta", "sheets", "phantoms", "gel"] = (
+        "mitochondria"
+    )
     seed: StrictInt = Field(default=0, ge=0, lt=2**32)
     stage_error_um: StrictFloat = Field(default=0.0, ge=0, le=50)
     realtime: StrictBool = True

@@ -7,9 +7,18 @@ command runs in.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field, StrictBool, StrictFloat, StrictInt, model_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SerializerFunctionWrapHandler,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    model_serializer,
+    model_validator,
+)
 
 from .loading import FrozenModel
 
@@ -31,10 +40,11 @@ class TrainingDataConfig(FrozenModel):
     raw_dir, gt_dir
         Folders of low-SNR (or blurred) input and ground-truth ZYX TIFFs.
     validation_fraction
-        Fraction of the volumes held out for validation (the paper trained on 30
-        and tested on 5, i.e. 1/7 ≈ 0.15). Ignored when ``validation_count`` is set.
+        Fraction of the fields of view held out for validation (the paper trained on
+        30 and tested on 5, i.e. 1/7 ≈ 0.15); all time points of a held-out field go
+        with it. Ignored when ``validation_count`` is set.
     validation_count
-        Exact number of held-out volumes.
+        Exact number of held-out fields of view.
     validation_patches
         Fixed patches drawn once from each held-out volume; PSNR/SSIM are their mean.
     deconvolve_target
@@ -91,10 +101,16 @@ class TrainingDataConfig(FrozenModel):
 
 
 class NetworkConfig(FrozenModel):
-    """3D RCAN architecture (mirrors :class:`rcanlive.model.ModelConfig`).
+    """Network architecture (mirrors :class:`rcanlive.model.ModelConfig`).
+
+    Fields of the architecture not chosen must keep their defaults; they are left out
+    of :meth:`model_dump`, as ``ModelConfig`` leaves them out.
 
     Attributes
     ----------
+    architecture
+        ``"rcan"`` (3D RCAN, the default) or ``"unet"`` (CARE's 3D U-Net, trained
+        with the same recipe for comparison).
     n_groups
         Residual groups G (paper: 5).
     n_blocks
@@ -104,15 +120,58 @@ class NetworkConfig(FrozenModel):
     reduction
         Channel-attention reduction ratio r (paper: 8).
     in_channels, out_channels
-        Image channels (1 for single-colour volumes).
+        Image channels (1 for single-colour volumes; equal for the U-Net).
+    unet_depth
+        U-Net levels below full resolution (CARE: 2).
+    unet_filters
+        U-Net filters at full resolution, doubled per level (CARE: 32).
     """
 
+    architecture: Literal["rcan", "unet"] = "rcan"
     in_channels: StrictInt = Field(default=1, ge=1, le=1024)
     out_channels: StrictInt = Field(default=1, ge=1, le=1024)
     n_groups: StrictInt = Field(default=5, ge=1, le=1000)
     n_blocks: StrictInt = Field(default=3, ge=1, le=1000)
     channels: StrictInt = Field(default=32, ge=1, le=4096)
     reduction: StrictInt = Field(default=8, ge=1, le=4096)
+    unet_depth: StrictInt = Field(default=2, ge=1, le=6)
+    unet_filters: StrictInt = Field(default=32, ge=1, le=4096)
+
+    @model_validator(mode="after")
+    def _fields_of_architecture(self) -> NetworkConfig:
+        stray = [
+            name
+            for name, owner in _ONLY_FOR.items()
+            if owner != self.architecture
+            and getattr(self, name) != type(self).model_fields[name].default
+        ]
+        if stray:
+            raise ValueError(
+                f"{', '.join(stray)} do not apply to architecture {self.architecture!r}: "
+                "remove them from [model] or set the architecture they belong to"
+            )
+        if self.architecture == "unet" and self.in_channels != self.out_channels:
+            raise ValueError("the U-Net predicts a residual: in_channels must equal out_channels")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        drop = {name for name, owner in _ONLY_FOR.items() if owner != self.architecture}
+        if self.architecture == "rcan":
+            drop.add("architecture")
+        return {key: value for key, value in data.items() if key not in drop}
+
+
+#: [model] fields that only one architecture uses
+_ONLY_FOR = {
+    "n_groups": "rcan",
+    "n_blocks": "rcan",
+    "channels": "rcan",
+    "reduction": "rcan",
+    "unet_depth": "unet",
+    "unet_filters": "unet",
+}
 
 
 class NormalizationConfig(FrozenModel):
@@ -175,7 +234,12 @@ class TrainingConfig(FrozenModel):
     learning_rate
         Initial Adam learning rate; halved every ``lr_step_epochs`` epochs.
     lr_step_epochs
-        Epochs between halvings; default a quarter of ``epochs``.
+        Epochs between halvings; default a quarter of ``epochs`` (of the shortened
+        count when ``max_minutes`` shortens the run).
+    max_minutes
+        Wall-clock budget of the epochs, in minutes: after the first epoch the run is
+        shortened to the epochs that fit, and it stops early when the next epoch
+        would overrun. ``None``: no budget.
     loss
         ``"mae"`` (paper) or ``"mse"``.
     precision
@@ -206,6 +270,7 @@ class TrainingConfig(FrozenModel):
     steps_per_epoch: StrictInt = Field(default=256, ge=1, le=100_000_000)
     learning_rate: StrictFloat = Field(default=1e-4, gt=0.0, le=10.0)
     lr_step_epochs: StrictInt | None = Field(default=None, ge=1)
+    max_minutes: StrictFloat | None = Field(default=None, gt=0.0, allow_inf_nan=False)
     loss: Literal["mae", "mse"] = "mae"
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     device: str = Field(default="auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")

@@ -231,15 +231,21 @@ class CheckpointMethod:
 
 
 def _architecture(model: Path) -> dict[str, Any]:
-    """Groups × blocks × channels and parameters of a checkpoint (empty for artifacts)."""
+    """Architecture (RCAN groups × blocks × channels, or U-Net) and parameters of a
+    checkpoint (empty for artifacts)."""
     if model.suffix != ".pt":
         return {}
     from ..model import count_parameters, load_checkpoint
 
     loaded = load_checkpoint(model)
     cfg = loaded.model_config
+    label = (
+        f"U-Net depth {cfg.unet_depth}, {cfg.unet_filters} filters"
+        if cfg.architecture == "unet"
+        else f"{cfg.n_groups}×{cfg.n_blocks}×{cfg.channels}"
+    )
     return {
-        "architecture": f"{cfg.n_groups}×{cfg.n_blocks}×{cfg.channels}",
+        "architecture": label,
         "parameters": count_parameters(loaded.model),
     }
 

@@ -155,14 +155,56 @@ def intensity_for_snr(
     Solves ``S / √(S + Nr²) = snr`` for the median foreground signal ``S`` (the
     paper's formula), from the noise-free signal at 1 W/cm².
     """
+    return _intensity_for_snr(world, expected_volume(world, position_um, spec, 1.0), snr)
+
+
+def _intensity_for_snr(world: World, signal_per_w: NDArray[np.float32], snr: float) -> float:
+    """Intensity giving median foreground SNR ``snr`` to the signal at 1 W/cm²."""
     if snr <= 0:
         raise ValueError(f"snr must be positive, got {snr}")
-    signal = expected_volume(world, position_um, spec, 1.0)
-    fg = foreground_mask(signal)
-    per_w = float(np.median(signal[fg])) if fg.any() else float(signal.mean())
+    fg = foreground_mask(signal_per_w)
+    per_w = float(np.median(signal_per_w[fg])) if fg.any() else float(signal_per_w.mean())
     nr2 = world.camera.read_noise_e**2
     target = (snr**2 + snr * math.sqrt(snr**2 + 4 * nr2)) / 2
     return target / per_w
+
+
+def mixed_pairs(
+    kinds: Sequence[str],
+    positions_um: Sequence[tuple[float, float]],
+    *,
+    snr_range: tuple[float, float] = (0.8, 8.0),
+    inputs_per_field: int = 3,
+    seed: int = 0,
+    spec: IsimSpec | None = None,
+) -> list[EvalPair]:
+    """Training pairs over several structures and input SNRs, grouped by field of view.
+
+    For every sample kind (a fresh sample, seeded from ``seed`` and the kind's place in
+    ``kinds``) and stage position: one ground truth at ``spec.high_w_cm2`` and
+    ``inputs_per_field`` inputs at intensities chosen so that their median foreground
+    SNR is spread log-uniformly over ``snr_range`` (one random draw per stratum). All
+    pairs of a field share its group: split by group, never by pair.
+    """
+    spec = spec or IsimSpec()
+    lo, hi = np.log(snr_range[0]), np.log(snr_range[1])
+    rng = np.random.default_rng(seed)
+    pairs = []
+    for k, kind in enumerate(kinds):
+        world = make_world(kind, seed * 100 + k)
+        for i, pos in enumerate(positions_um):
+            group = f"{kind}-s{seed}-p{i:02d}"
+            signal = expected_volume(world, pos, spec, 1.0)
+            high = expose(world, signal * np.float32(spec.high_w_cm2))
+            strata = (np.arange(inputs_per_field) + rng.uniform(size=inputs_per_field)) / max(
+                inputs_per_field, 1
+            )
+            for j, u in enumerate(strata):
+                snr = float(np.exp(lo + (hi - lo) * u))
+                intensity = min(_intensity_for_snr(world, signal, snr), spec.high_w_cm2)
+                low = expose(world, signal * np.float32(intensity))
+                pairs.append(EvalPair(f"{group}-i{j}", low, high, group))
+    return pairs
 
 
 def input_snr(world: World, counts: NDArray[np.float32]) -> float:

@@ -26,8 +26,8 @@ import torch
 from pydantic import ValidationError
 
 from .config import ModelConfig
+from .networks import NETWORKS, build_network
 from .normalization import PercentileNormalizer
-from .rcan import RCAN3D
 
 FORMAT = "rcanlive-checkpoint"
 VERSION = 1
@@ -44,7 +44,8 @@ class LoadedModel:
     Attributes
     ----------
     model
-        The network, in eval mode, on the requested device.
+        The network (:class:`RCAN3D` or :class:`UNet3D`), in eval mode, on the
+        requested device.
     model_config
         Its architecture.
     normalizer
@@ -55,7 +56,7 @@ class LoadedModel:
         Optimiser/scheduler/RNG state when the checkpoint was written for resuming.
     """
 
-    model: RCAN3D
+    model: torch.nn.Module
     model_config: ModelConfig
     normalizer: PercentileNormalizer
     metadata: dict[str, Any] = field(default_factory=dict)
@@ -77,8 +78,8 @@ def save_checkpoint(
     path
         Destination file (conventionally ``*.pt``); parent folders are created.
     model
-        An :class:`RCAN3D`, possibly wrapped (DDP, ``torch.compile``); its unwrapped
-        weights are stored, on CPU.
+        An :class:`RCAN3D` or :class:`UNet3D`, possibly wrapped (DDP,
+        ``torch.compile``); its unwrapped weights are stored, on CPU.
     normalizer
         The normalisation the model expects.
     metadata
@@ -88,8 +89,8 @@ def save_checkpoint(
         Optional resume state (tensors, numbers, lists, dicts only).
     """
     net = _unwrap(model)
-    if not isinstance(net, RCAN3D):
-        raise TypeError(f"expected an RCAN3D, got {type(net).__name__}")
+    if not isinstance(net, NETWORKS):
+        raise TypeError(f"expected an RCAN3D or a UNet3D, got {type(net).__name__}")
     payload = {
         "format": FORMAT,
         "version": VERSION,
@@ -149,7 +150,7 @@ def load_checkpoint(
     try:
         config = ModelConfig.model_validate(payload["model_config"])
         normalizer = PercentileNormalizer.from_dict(payload["normalizer"])
-        model = RCAN3D.from_config(config)
+        model = build_network(config)
         model.load_state_dict(payload["state_dict"])
     except (KeyError, TypeError, ValueError, ValidationError, RuntimeError) as exc:
         raise CheckpointError(f"{path}: damaged rcanlive checkpoint: {exc}") from None

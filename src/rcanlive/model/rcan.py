@@ -141,7 +141,9 @@ class RCAN3D(nn.Module):
 
     @classmethod
     def from_config(cls, config: ModelConfig) -> RCAN3D:
-        """Build a freshly initialised network from a :class:`ModelConfig`."""
+        """Build a freshly initialised network from an ``"rcan"`` :class:`ModelConfig`."""
+        if config.architecture != "rcan":
+            raise ValueError(f"RCAN3D needs architecture 'rcan', got {config.architecture!r}")
         return cls(**config.model_dump())
 
     def forward(self, x: Tensor) -> Tensor:

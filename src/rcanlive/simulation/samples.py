@@ -13,7 +13,7 @@ from typing import Literal
 import numpy as np
 from scipy import ndimage
 
-SampleKind = Literal["mitochondria", "er", "phantoms", "gel"]
+SampleKind = Literal["mitochondria", "er", "filaments", "puncta", "sheets", "phantoms", "gel"]
 
 
 @dataclass
@@ -59,6 +59,8 @@ def _tubes(
     *,
     mean_length_px: float = 120.0,
     z_spread: float = 0.6,
+    turn_sigma: float = 0.08,
+    brightness_range: tuple[float, float] = (0.6, 1.0),
 ) -> np.ndarray:
     """Smooth random tubes: persistent random walks drawn into a volume, thickened."""
     nz, ny, nx = shape
@@ -73,10 +75,10 @@ def _tubes(
         )
         direction = rng.normal(size=3) * np.array([0.1, 1.0, 1.0])
         direction /= np.linalg.norm(direction)
-        brightness = rng.uniform(0.6, 1.0)
+        brightness = rng.uniform(*brightness_range)
         length = int(rng.exponential(mean_length_px)) + 20
         for _ in range(length * 2):  # half-pixel steps
-            turn = rng.normal(scale=0.08, size=3) * np.array([0.2, 1.0, 1.0])
+            turn = rng.normal(scale=turn_sigma, size=3) * np.array([0.2, 1.0, 1.0])
             direction = direction + turn
             direction /= np.linalg.norm(direction)
             pos = pos + 0.5 * direction
@@ -146,6 +148,118 @@ def er_network(
     return Sample(vol / peak if peak > 0 else vol, voxel_um, name="er", meta={"seed": seed})
 
 
+def _per_area(count: int | None, per_640_square: int, shape: tuple[int, int, int]) -> int:
+    """``count``, or by default ``per_640_square`` scaled to the sample's lateral area."""
+    if count is not None:
+        return count
+    return max(1, round(per_640_square * shape[1] * shape[2] / 640**2))
+
+
+def filaments(
+    shape: tuple[int, int, int] = (24, 640, 640),
+    voxel_um: tuple[float, float, float] = (0.25, 0.0555, 0.0555),
+    *,
+    n_filaments: int | None = None,
+    seed: int = 0,
+) -> Sample:
+    """Microtubule- or actin-like filaments: long, stiff, 25 nm thin, mostly in-plane.
+
+    ``n_filaments`` defaults to 300 per 640² pixels (likewise the counts of
+    :func:`puncta` and :func:`sheets`: 3000 and 30).
+
+    Far below the resolution limit (the camera sees the PSF along a line) and far
+    longer than mitochondria; brightness varies 0.4–1 between filaments (bundles).
+    """
+    rng = np.random.default_rng(seed)
+    dens = _tubes(
+        shape,
+        _per_area(n_filaments, 300, shape),
+        0.0125 / voxel_um[1],
+        rng,
+        mean_length_px=400.0,
+        z_spread=0.5,
+        turn_sigma=0.02,
+        brightness_range=(0.4, 1.0),
+    )
+    return Sample(dens, voxel_um, name="filaments", meta={"seed": seed})
+
+
+def puncta(
+    shape: tuple[int, int, int] = (24, 640, 640),
+    voxel_um: tuple[float, float, float] = (0.25, 0.0555, 0.0555),
+    *,
+    n_puncta: int | None = None,
+    seed: int = 0,
+) -> Sample:
+    """Vesicle- or lysosome-like puncta: balls of 40–250 nm radius, brightness 0.2–1.
+
+    Most are below the resolution limit (the camera sees the PSF), a few are resolved
+    hollow-looking vesicles; spread through the middle 70 % of the planes.
+    """
+    rng = np.random.default_rng(seed)
+    nz, ny, nx = shape
+    n_puncta = _per_area(n_puncta, 3000, shape)
+    vol = np.zeros(shape, np.float32)
+    centres = rng.uniform((nz * 0.15, 0, 0), (nz * 0.85, ny, nx), size=(n_puncta, 3))
+    radii_um = rng.uniform(0.04, 0.25, n_puncta)
+    values = rng.uniform(0.2, 1.0, n_puncta).astype(np.float32)
+    scale = np.array(voxel_um, dtype=float)
+    for c, r_um, v in zip(centres, radii_um, values, strict=True):
+        half = np.ceil(r_um / scale).astype(int) + 1
+        lo = np.maximum(np.floor(c).astype(int) - half, 0)
+        hi = np.minimum(np.floor(c).astype(int) + half + 1, shape)
+        if np.any(hi <= lo):
+            continue
+        grids = np.ogrid[tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))]
+        d2 = sum(((g - ci) * s) ** 2 for g, ci, s in zip(grids, c, scale, strict=True))
+        box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
+        vol[box] = np.maximum(vol[box], np.where(d2 <= r_um**2, v, 0.0))
+    vol = ndimage.gaussian_filter(vol, (0.5, 0.7, 0.7))  # partial-volume smoothing
+    peak = float(vol.max())
+    return Sample(vol / peak if peak > 0 else vol, voxel_um, name="puncta", meta={"seed": seed})
+
+
+def sheets(
+    shape: tuple[int, int, int] = (24, 640, 640),
+    voxel_um: tuple[float, float, float] = (0.25, 0.0555, 0.0555),
+    *,
+    n_shells: int | None = None,
+    seed: int = 0,
+) -> Sample:
+    """Membrane-like sheets: 50 nm thin ellipsoidal shells of 0.5–4 µm across.
+
+    Vacuoles, nuclear envelopes and large vesicles: flattened ellipsoids (axial
+    semi-axis at most 2 µm) whose surface is fluorescent; lateral planes cut them into
+    rings, the top and bottom planes into discs.
+    """
+    rng = np.random.default_rng(seed)
+    nz, ny, nx = shape
+    scale = np.array(voxel_um, dtype=float)
+    vol = np.zeros(shape, np.float32)
+    thickness_um = 0.05
+    for _ in range(_per_area(n_shells, 30, shape)):
+        axes = np.array([rng.uniform(0.4, 2.0), *rng.uniform(0.25, 2.0, 2)])
+        centre = rng.uniform((nz * 0.3, 0, 0), (nz * 0.7, ny, nx)) * scale
+        lo = np.maximum(np.floor((centre - axes) / scale).astype(int) - 1, 0)
+        hi = np.minimum(np.ceil((centre + axes) / scale).astype(int) + 2, shape)
+        if np.any(hi <= lo):
+            continue
+        grids = np.ogrid[tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))]
+        rho = np.sqrt(
+            sum(
+                ((g * s - c) / a) ** 2
+                for g, s, c, a in zip(grids, scale, centre, axes, strict=True)
+            )
+        )
+        # distance to the surface ≈ |ρ − 1| × the local semi-axis (the shortest, to be thin)
+        shell = np.abs(rho - 1.0) * axes.min() <= thickness_um
+        box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
+        vol[box] = np.maximum(vol[box], shell * np.float32(rng.uniform(0.4, 1.0)))
+    vol = ndimage.gaussian_filter(vol, (0.5, 0.7, 0.7))
+    peak = float(vol.max())
+    return Sample(vol / peak if peak > 0 else vol, voxel_um, name="sheets", meta={"seed": seed})
+
+
 def spherical_phantoms(
     shape: tuple[int, int, int] = (24, 512, 512),
     voxel_um: tuple[float, float, float] = (0.25, 0.0555, 0.0555),
@@ -209,10 +323,14 @@ def expanded_gel(
 
 
 def make_sample(kind: SampleKind, seed: int = 0, **kw: object) -> Sample:
-    """Build a sample by name: ``mitochondria``, ``er``, ``phantoms`` or ``gel``."""
+    """Build a sample by name: ``mitochondria``, ``er``, ``filaments``, ``puncta``,
+    ``sheets``, ``phantoms`` or ``gel``."""
     factories = {
         "mitochondria": mitochondria,
         "er": er_network,
+        "filaments": filaments,
+        "puncta": puncta,
+        "sheets": sheets,
         "phantoms": spherical_phantoms,
         "gel": expanded_gel,
     }

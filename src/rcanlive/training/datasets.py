@@ -7,7 +7,9 @@ is percentile-normalised once, by its own percentiles, before patches are drawn.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+import warnings
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -46,11 +48,20 @@ class VolumePair:
         Input volume (low SNR, or blurred), float32.
     high
         Ground-truth volume, float32, same shape.
+    group
+        Field of view the pair shows (default: ``name``). Pairs of one group (time
+        points or intensities of one field) are held out together by
+        :func:`split_pairs`, so validation never sees a field it trained on.
     """
 
     name: str
     low: NDArray[np.float32]
     high: NDArray[np.float32]
+    group: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.group:
+            object.__setattr__(self, "group", self.name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,9 +75,15 @@ class PreparedVolume:
 
 
 def pairs_from_arrays(
-    lows: Sequence[ArrayLike], highs: Sequence[ArrayLike], names: Sequence[str] | None = None
+    lows: Sequence[ArrayLike],
+    highs: Sequence[ArrayLike],
+    names: Sequence[str] | None = None,
+    groups: Sequence[str] | None = None,
 ) -> list[VolumePair]:
     """Make checked :class:`VolumePair` s from in-memory volumes.
+
+    ``groups`` names each pair's field of view (default: its name, i.e. every pair
+    its own field); :func:`split_pairs` never splits a group.
 
     Raises
     ------
@@ -78,10 +95,13 @@ def pairs_from_arrays(
     names = list(names) if names is not None else [f"pair{i:03d}" for i in range(len(lows))]
     if len(names) != len(lows):
         raise DatasetError(f"{len(names)} names for {len(lows)} pairs")
+    groups = list(groups) if groups is not None else names
+    if len(groups) != len(lows):
+        raise DatasetError(f"{len(groups)} groups for {len(lows)} pairs")
     pairs, problems = [], []
-    for name, low, high in zip(names, lows, highs, strict=True):
+    for name, group, low, high in zip(names, groups, lows, highs, strict=True):
         try:
-            pairs.append(_checked_pair(name, low, high))
+            pairs.append(_checked_pair(name, low, high, group))
         except DatasetError as exc:
             problems.append(str(exc))
     if problems:
@@ -95,7 +115,9 @@ def read_tiff_pairs(raw_dir: str | Path, gt_dir: str | Path) -> list[VolumePair]
     """Read pairs from two folders of ZYX TIFFs, matched by file name.
 
     ``raw/cell01.tif`` pairs with ``gt/cell01.tif`` (``.tif`` and ``.tiff`` match each
-    other). Pairs are returned sorted by name.
+    other). Pairs are returned sorted by name. A pair's group (field of view) is its
+    file stem without a time suffix ``_tNNN``/``_tNNNN``: ``cell01_t000`` and
+    ``cell01_t001`` are one field, held out together.
 
     Raises
     ------
@@ -133,20 +155,41 @@ def read_tiff_pairs(raw_dir: str | Path, gt_dir: str | Path) -> list[VolumePair]
         raise DatasetError("raw/ground-truth TIFFs do not match:\n  " + "\n  ".join(problems))
     lows = [_squeezed(tifffile.imread(raw[n])) for n in names]
     highs = [_squeezed(tifffile.imread(gt[n])) for n in names]
-    return pairs_from_arrays(lows, highs, names)
+    return pairs_from_arrays(lows, highs, names, [_TIME_SUFFIX.sub("", n) for n in names])
+
+
+#: a file stem's time-point suffix, stripped to find its field of view
+_TIME_SUFFIX = re.compile(r"(?<=.)_t(?:\d{3}|\d{4})$")
 
 
 def read_zarr_pairs(path: str | Path) -> list[VolumePair]:
-    """Read every completed pair of an OME-Zarr pairs dataset (``acquire pairs``)."""
-    from ..storage.pairs import read_pairs
+    """Read every completed pair of an OME-Zarr pairs dataset (``acquire pairs``).
 
-    lows, highs = [], []
-    for low, high in read_pairs(path):
+    Pairs are named ``tTTTT_pPPP`` (time point, stage position) and grouped by
+    position ``pPPP``: the time points of one field are held out together. A pair
+    with a damaged volume is left out with an :class:`IntegrityWarning`.
+    """
+    from ..storage import open_dataset
+    from ..storage.errors import DamagedVolume, IntegrityWarning
+
+    ds = open_dataset(path)
+    if ds.kind != "pairs":
+        raise DatasetError(f"{path} is a {ds.kind!r} dataset, not a pairs dataset")
+    done = {(r["t"], r["p"], r["c"]) for r in ds.volumes}
+    lows, highs, names, groups = [], [], [], []
+    for t, p in sorted({(t, p) for t, p, c in done if c == 0 and (t, p, 1) in done}):
+        try:
+            low, high = (ds.volume(t, p=p, c=c).astype(np.float32) for c in (0, 1))
+        except DamagedVolume as exc:  # a damaged pair is left out, never read as zeros
+            warnings.warn(f"pair t={t} p={p} left out: {exc}", IntegrityWarning, stacklevel=2)
+            continue
         lows.append(low)
         highs.append(high)
+        names.append(f"t{t:04d}_p{p:03d}")
+        groups.append(f"p{p:03d}")
     if not lows:
         raise DatasetError(f"{path} holds no completed low/high pair")
-    return pairs_from_arrays(lows, highs)
+    return pairs_from_arrays(lows, highs, names, groups)
 
 
 def deconvolve_targets(
@@ -193,10 +236,8 @@ def deconvolve_targets(
         background = _camera_offset(data.pairs) if data.pairs is not None else 0.0
     iterations = data.deconvolve_iterations
     return [
-        VolumePair(
-            p.name,
-            p.low,
-            richardson_lucy(p.high, psf, iterations, background=background, device=device),
+        replace(
+            p, high=richardson_lucy(p.high, psf, iterations, background=background, device=device)
         )
         for p in pairs
     ]
@@ -234,7 +275,7 @@ def register_pairs(pairs: Sequence[VolumePair], data: TrainingDataConfig) -> lis
         common = np.min([[s.stop - s.start for s in box] for _, _, box in aligned], axis=0)
         aligned = [(lo, hi, _shrunk(box, common)) for lo, hi, box in aligned]
     return [
-        VolumePair(p.name, np.ascontiguousarray(lo[box]), np.ascontiguousarray(hi[box]))
+        replace(p, low=np.ascontiguousarray(lo[box]), high=np.ascontiguousarray(hi[box]))
         for p, (lo, hi, box) in zip(pairs, aligned, strict=True)
     ]
 
@@ -293,43 +334,58 @@ def split_pairs(
     validation_count: int | None = None,
     seed: int = 0,
 ) -> tuple[list[VolumePair], list[VolumePair]]:
-    """Hold out pairs for validation; return ``(train, validation)``.
+    """Hold out whole fields of view for validation; return ``(train, validation)``.
+
+    Pairs are held out by :attr:`VolumePair.group`: every time point (or intensity)
+    of a held-out field is held out with it, so no field is both trained and
+    validated on.
 
     Parameters
     ----------
     pairs
         All pairs.
     validation_fraction
-        Fraction held out, rounded to the nearest count but at least 1 when positive
-        (the paper: 5 of 35 ≈ 0.15).
+        Fraction of the groups held out, rounded to the nearest count but at least 1
+        when positive (the paper: 5 of 35 ≈ 0.15).
     validation_count
-        Exact number held out; overrides the fraction.
+        Exact number of groups held out; overrides the fraction.
     seed
-        Seed of the random choice of held-out pairs.
+        Seed of the random choice of held-out groups.
 
     Notes
     -----
-    With a single pair nothing can be held out: it is both trained and validated on
-    (the validation figures then measure fitting, not generalisation).
+    With a single group nothing can be held out without a leak: every pair is both
+    trained and validated on (a warning says the validation figures then measure
+    fitting, not generalisation).
     """
-    n = len(pairs)
-    if n == 0:
+    if not pairs:
         raise DatasetError("no training pairs")
+    groups = list(dict.fromkeys(p.group for p in pairs))  # in order of first appearance
+    n = len(groups)
+    if n == 1:
+        from ..log import logger
+
+        logger.warning(
+            "all %d pair(s) show one field of view (%s): nothing can be held out, so "
+            "validation uses the training pairs and measures fitting, not generalisation; "
+            "add pairs of other fields to validate",
+            len(pairs),
+            groups[0],
+        )
+        return list(pairs), list(pairs)
     if validation_count is not None:
         n_val = validation_count
     else:
         n_val = max(1, round(n * validation_fraction)) if validation_fraction > 0 else 0
-    if n == 1:
-        return list(pairs), list(pairs)
     if n_val >= n:
         raise DatasetError(
-            f"validation takes {n_val} of {n} pairs and leaves none to train on; "
-            "lower validation_count/validation_fraction or add pairs"
+            f"validation takes {n_val} of {n} fields of view (pair groups) and leaves none "
+            "to train on; lower validation_count/validation_fraction or add pairs of more fields"
         )
     order = np.random.default_rng(seed).permutation(n)
-    val = sorted(int(i) for i in order[:n_val])
-    train = [p for i, p in enumerate(pairs) if i not in val]
-    return train, [pairs[i] for i in val]
+    held_out = {groups[int(i)] for i in order[:n_val]}
+    train = [p for p in pairs if p.group not in held_out]
+    return train, [p for p in pairs if p.group in held_out]
 
 
 def prepare(pairs: Sequence[VolumePair], normalizer: PercentileNormalizer) -> list[PreparedVolume]:
@@ -435,7 +491,7 @@ def _squeezed(a: np.ndarray) -> np.ndarray:
     return np.squeeze(a) if a.ndim > 3 else a
 
 
-def _checked_pair(name: str, low: ArrayLike, high: ArrayLike) -> VolumePair:
+def _checked_pair(name: str, low: ArrayLike, high: ArrayLike, group: str) -> VolumePair:
     try:
         lo = check_volume(low)
         hi = check_volume(high)
@@ -443,4 +499,6 @@ def _checked_pair(name: str, low: ArrayLike, high: ArrayLike) -> VolumePair:
         raise DatasetError(f"{name}: {exc}") from None
     if lo.shape != hi.shape:
         raise DatasetError(f"{name}: input shape {lo.shape} but ground truth {hi.shape}")
-    return VolumePair(name, lo.astype(np.float32, copy=False), hi.astype(np.float32, copy=False))
+    return VolumePair(
+        name, lo.astype(np.float32, copy=False), hi.astype(np.float32, copy=False), group
+    )

@@ -23,7 +23,7 @@ from torch import nn
 from ..cache import default_cache_dir
 from ..cpu import cpu_model, has_native_bf16
 from ..log import logger
-from ..model import RCAN3D, ModelConfig
+from ..model import ModelConfig, build_network
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -114,7 +114,7 @@ def _cached(path: Path) -> list[StepTiming]:
 def _time_steps(config: TrainingConfig, precision: str) -> StepTiming:
     """Seconds per Adam step of the configured model on random patches, on the CPU."""
     torch.manual_seed(0)
-    net = RCAN3D.from_config(ModelConfig(**config.model.model_dump()))
+    net = build_network(ModelConfig(**config.model.model_dump()))
     optimizer = torch.optim.Adam(net.parameters(), lr=config.learning_rate)
     shape = (config.batch_size, 1, *config.patch_shape)
     low, high = torch.rand(shape), torch.rand(shape)

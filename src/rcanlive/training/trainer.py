@@ -11,7 +11,9 @@ One call, :func:`train`, runs the paper's recipe from a :class:`TrainingConfig`:
 * ``last.pt`` every epoch (with optimiser state, for ``resume``) and ``best.pt`` when
   validation PSNR improves, ``history.json``, and ``loss.png`` at the end;
 * several GPUs when launched with ``torchrun``: ``torch.distributed`` +
-  ``DistributedDataParallel``, patch indices sharded by ``DistributedSampler``.
+  ``DistributedDataParallel``, patch indices sharded by ``DistributedSampler``;
+* a wall-clock budget (``max_minutes``): the run is shortened to the epochs that fit
+  after its first epoch (the schedule rescaled) and stops early if it falls behind.
 
 Under ``torchrun`` every process validates the same patches (cheap, and it keeps
 them in step without extra communication); only rank 0 writes files and shows
@@ -36,7 +38,13 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from ..analysis.metrics import psnr, ssim
 from ..log import logger
-from ..model import RCAN3D, ModelConfig, PercentileNormalizer, load_checkpoint, save_checkpoint
+from ..model import (
+    ModelConfig,
+    PercentileNormalizer,
+    build_network,
+    load_checkpoint,
+    save_checkpoint,
+)
 from .datasets import (
     PatchDataset,
     PreparedVolume,
@@ -96,6 +104,9 @@ class TrainingResult:
         The same metrics of the raw input against ground truth: the baseline.
     rank
         This process's rank under ``torchrun`` (0 otherwise); only rank 0 writes files.
+    planned_epochs, epochs
+        The configured epoch count, and the count the run ends after (fewer when
+        ``max_minutes`` shortened it).
     """
 
     output_dir: Path
@@ -108,6 +119,8 @@ class TrainingResult:
     raw_psnr: float = math.nan
     raw_ssim: float = math.nan
     rank: int = 0
+    planned_epochs: int = 0
+    epochs: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,9 +233,9 @@ class _Optimisation:
     """The network and what trains it."""
 
     model_config: ModelConfig
-    net: RCAN3D
+    net: nn.Module
     optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scheduler: torch.optim.lr_scheduler.StepLR
     scaler: torch.amp.GradScaler
     loss_fn: nn.Module
 
@@ -255,6 +268,7 @@ def _train(
     out = Path(config.output_dir)
     result = TrainingResult(out, out / "best.pt", out / "last.pt", out / "loss.png")
     result.rank = dist_ctx.rank
+    result.planned_epochs = result.epochs = config.epochs
     amp_dtype = _agreed_precision(config, device, dist_ctx)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # one patch shape: let cuDNN pick kernels
@@ -343,7 +357,7 @@ def _build_optimisation(
 ) -> _Optimisation:
     """The network on ``device`` with Adam, the step-halving schedule, scaler and loss."""
     model_config = ModelConfig(**config.model.model_dump())
-    net = RCAN3D.from_config(model_config).to(device)
+    net = build_network(model_config).to(device)
     optimizer = torch.optim.Adam(net.parameters(), lr=config.learning_rate)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.lr_step, gamma=0.5)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype is torch.float16)
@@ -368,6 +382,8 @@ def _metadata_base(
         "precision": str(amp_dtype or torch.float32).removeprefix("torch."),
         "world_size": dist_ctx.world_size,
         "distributed": dist_ctx.enabled,
+        "max_minutes": config.max_minutes,
+        "planned_epochs": config.epochs,
     }
 
 
@@ -394,9 +410,13 @@ def _log_start(
 def _run_epochs(
     run: _Run, result: TrainingResult, start_epoch: int, console: Console | None
 ) -> None:
-    """Train epochs ``start_epoch``..``epochs``, recording, saving and logging each."""
+    """Train epochs ``start_epoch``..``result.epochs``, recording, saving and logging each.
+
+    ``result.epochs`` starts at ``config.epochs``; ``max_minutes`` may lower it.
+    """
     config = run.config
     show = config.progress and run.dist_ctx.is_main
+    started = _clock()
     with _progress(show, console) as progress:
         task = progress.add_task(
             "training",
@@ -405,22 +425,83 @@ def _run_epochs(
             loss=math.nan,
             psnr=result.history[-1].val_psnr if result.history else math.nan,
         )
-        for epoch in range(start_epoch, config.epochs + 1):
+        epoch = start_epoch
+        while epoch <= result.epochs:
             record = _run_epoch(run, epoch, progress, task)
             result.history.append(record)
             progress.update(task, psnr=record.val_psnr)
+            if config.max_minutes is not None:
+                _apply_budget(run, result, epoch - start_epoch + 1, _clock() - started)
+                progress.update(task, total=result.epochs * config.steps_per_epoch)
             improved = record.val_psnr > result.best_psnr
             if improved:
                 result.best_psnr, result.best_epoch = record.val_psnr, epoch
             if run.dist_ctx.is_main:
                 _save_epoch(result, run, improved)
-                _log_epoch(record, config.epochs)
+                _log_epoch(record, result.epochs)
+            epoch += 1
+
+
+def _apply_budget(run: _Run, result: TrainingResult, done: int, elapsed: float) -> None:
+    """Fit the epoch count to ``max_minutes`` after ``done`` epochs took ``elapsed`` s.
+
+    After the first epoch the count is lowered to the epochs that fit (at least the
+    one done) and the schedule rescaled; after any epoch the run ends there if one
+    more epoch at the mean epoch time would overrun. Every rank decides on the
+    slowest rank's time, so all take the same decision.
+    """
+    config = run.config
+    assert config.max_minutes is not None
+    budget = 60.0 * config.max_minutes
+    elapsed = _max_across_ranks(elapsed, run.device, run.dist_ctx)
+    per_epoch = elapsed / done
+    epoch = result.history[-1].epoch
+    if done == 1 and per_epoch > 0:
+        fits = epoch - 1 + max(1, int(budget // per_epoch))
+        if fits < result.epochs:
+            if run.dist_ctx.is_main:
+                logger.info(
+                    "max_minutes %g: %d epochs do not fit (%.1f s/epoch); training %d",
+                    config.max_minutes,
+                    result.epochs,
+                    per_epoch,
+                    fits,
+                )
+            result.epochs = fits
+            _rescale_schedule(run.parts, config, fits)
+    if epoch < result.epochs and elapsed + per_epoch > budget:
+        if run.dist_ctx.is_main:
+            logger.info(
+                "max_minutes %g: stopping after epoch %d of %d (%.1f s spent, %.1f s/epoch)",
+                config.max_minutes,
+                epoch,
+                result.epochs,
+                elapsed,
+                per_epoch,
+            )
+        result.epochs = epoch
+
+
+def _rescale_schedule(parts: _Optimisation, config: TrainingConfig, epochs: int) -> None:
+    """Halve the LR every quarter of ``epochs`` from now on, unless ``lr_step_epochs`` is set.
+
+    The optimiser's LR is set to what the new schedule gives at the current epoch.
+    """
+    if config.lr_step_epochs is not None:
+        return
+    scheduler = parts.scheduler
+    scheduler.step_size = max(1, epochs // 4)
+    halvings = scheduler.last_epoch // scheduler.step_size
+    lrs = [base * scheduler.gamma**halvings for base in scheduler.base_lrs]
+    for group, lr in zip(parts.optimizer.param_groups, lrs, strict=True):
+        group["lr"] = lr
+    scheduler._last_lr = lrs  # what get_last_lr() and the saved state report
 
 
 def _run_epoch(run: _Run, epoch: int, progress: Any, task: int) -> EpochRecord:
     """Train one epoch, step the schedule and validate; return the epoch's record."""
     parts = run.parts
-    t0 = time.perf_counter()
+    t0 = _clock()
     run.dataset.set_epoch(epoch)
     run.model.train()
     total, count = 0.0, 0
@@ -437,9 +518,12 @@ def _run_epoch(run: _Run, epoch: int, progress: Any, task: int) -> EpochRecord:
     val_loss, val_psnr, val_ssim = _validate(
         parts.net, run.data.val_patches, parts.loss_fn, run.device, run.amp_dtype
     )
-    return EpochRecord(
-        epoch, train_loss, val_loss, val_psnr, val_ssim, lr, time.perf_counter() - t0
-    )
+    return EpochRecord(epoch, train_loss, val_loss, val_psnr, val_ssim, lr, _clock() - t0)
+
+
+def _clock() -> float:
+    """Seconds on a monotonic clock (the wall-clock budget's; tests replace it)."""
+    return time.perf_counter()
 
 
 def _log_epoch(record: EpochRecord, epochs: int) -> None:
@@ -554,6 +638,14 @@ def _mean_across_ranks(value: float, device: torch.device, ctx: _Distributed) ->
     return float(t.item()) / ctx.world_size
 
 
+def _max_across_ranks(value: float, device: torch.device, ctx: _Distributed) -> float:
+    if not ctx.enabled or ctx.world_size == 1:
+        return value
+    t = torch.tensor([value], dtype=torch.float64, device=device)
+    torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
+    return float(t.item())
+
+
 def _save_epoch(result: TrainingResult, run: _Run, improved: bool) -> None:
     """Write ``last.pt`` (and ``best.pt`` if ``improved``) and ``history.json``."""
     parts = run.parts
@@ -561,6 +653,7 @@ def _save_epoch(result: TrainingResult, run: _Run, improved: bool) -> None:
     metadata = {
         **run.metadata_base,
         "epoch": record.epoch,
+        "scheduled_epochs": result.epochs,
         "metrics": asdict(record),
         "best_epoch": result.best_epoch,
         "best_psnr": result.best_psnr,
@@ -581,6 +674,9 @@ def _save_epoch(result: TrainingResult, run: _Run, improved: bool) -> None:
     history = {
         "raw_psnr": result.raw_psnr,
         "raw_ssim": result.raw_ssim,
+        "max_minutes": run.config.max_minutes,
+        "planned_epochs": result.planned_epochs,
+        "scheduled_epochs": result.epochs,
         "epochs": [asdict(r) for r in result.history],
     }
     (result.output_dir / "history.json").write_text(json.dumps(history, indent=1))

@@ -211,6 +211,12 @@ def export_bioimageio(
 
     say = progress or (lambda _note: None)
     loaded = as_loaded_model(model)
+    if loaded.model_config.architecture != "rcan":
+        raise ValueError(
+            "bioimage.io export supports rcanlive's RCAN only; this checkpoint holds a "
+            f"{loaded.model_config.architecture!r} network (CARE U-Net): run it with the "
+            "eager, compiled or onnx backend instead"
+        )
     voxel = tuple(float(v) for v in voxel_size_um) if voxel_size_um else _voxel_size(loaded)
     if voxel is not None and (len(voxel) != 3 or min(voxel) <= 0):
         raise ValueError(f"voxel_size_um must be three positive sizes (z, y, x), got {voxel}")
