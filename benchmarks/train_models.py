@@ -5,7 +5,7 @@ Stages (``--stages``, comma separated):
 ``bundled``
     The bundled live model's recipe (RCAN 2×2×16) on a mix of structures and input SNRs:
     mitochondria (tubes), filaments, puncta and sheets, 8 fields each, 3 inputs per
-    field with median input SNR spread over 0.8–8, truth at 457 W/cm². The ER network
+    field with median input SNR spread over 0.7–12, truth at 457 W/cm². The ER network
     is left out on purpose: it is the unseen structure the model card reports.
 ``isim-rcan``, ``isim-care``, ``isim-small``
     Protocol 1's networks (``bench_quality.py``): the paper's RCAN 5×3×32, a CARE 3D
@@ -42,12 +42,12 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 #: Stage → (minutes on the reference GPU budget, architecture, data set).
 STAGES: dict[str, tuple[float, dict[str, Any], str]] = {
-    "bundled": (2.2, {"n_groups": 2, "n_blocks": 2, "channels": 16, "reduction": 4}, "mixed"),
+    "bundled": (2.0, {"n_groups": 2, "n_blocks": 2, "channels": 16, "reduction": 4}, "mixed"),
     "isim-rcan": (1.2, {"n_groups": 5, "n_blocks": 3, "channels": 32, "reduction": 8}, "isim"),
     "isim-care": (1.2, {"architecture": "unet"}, "isim"),
     "isim-small": (0.5, {"n_groups": 2, "n_blocks": 2, "channels": 16, "reduction": 4}, "isim"),
-    "phantom2": (0.8, {"n_groups": 5, "n_blocks": 3, "channels": 32, "reduction": 8}, "phantom2"),
-    "phantom3": (0.8, {"n_groups": 5, "n_blocks": 3, "channels": 32, "reduction": 8}, "phantom3"),
+    "phantom2": (0.7, {"n_groups": 5, "n_blocks": 3, "channels": 32, "reduction": 8}, "phantom2"),
+    "phantom3": (0.7, {"n_groups": 5, "n_blocks": 3, "channels": 32, "reduction": 8}, "phantom3"),
 }
 #: Training fields of the mixed set (stage ``bundled``): inside a 640² px sample.
 MIXED_POSITIONS = [(x, y) for x in (-8.0, -2.5, 2.5, 8.0) for y in (-6.0, 6.0)]
@@ -63,7 +63,11 @@ def _data(name: str) -> tuple[list[Any], tuple[int, int, int]]:
 
     settings = bq.Settings(train_budget_s=1.0)
     if name == "mixed":
-        return mixed_pairs(MIXED_KINDS, MIXED_POSITIONS, seed=11), (16, 96, 96)
+        return mixed_pairs(MIXED_KINDS, MIXED_POSITIONS, snr_range=(0.7, 12.0), seed=11), (
+            16,
+            96,
+            96,
+        )
     if name == "isim":
         sets = bq.isim_sets(settings)
         return [p for kind in bq.SAMPLES for p in sets[kind]["train"]], (16, 96, 96)

@@ -416,7 +416,7 @@ def _run_epochs(
     """
     config = run.config
     show = config.progress and run.dist_ctx.is_main
-    started = _clock()
+    started = first = _clock()
     with _progress(show, console) as progress:
         task = progress.add_task(
             "training",
@@ -431,7 +431,10 @@ def _run_epochs(
             result.history.append(record)
             progress.update(task, psnr=record.val_psnr)
             if config.max_minutes is not None:
-                _apply_budget(run, result, epoch - start_epoch + 1, _clock() - started)
+                done = epoch - start_epoch + 1
+                if done == 1:
+                    first = _clock() - started
+                _apply_budget(run, result, done, _clock() - started, first)
                 progress.update(task, total=result.epochs * config.steps_per_epoch)
             improved = record.val_psnr > result.best_psnr
             if improved:
@@ -442,22 +445,26 @@ def _run_epochs(
             epoch += 1
 
 
-def _apply_budget(run: _Run, result: TrainingResult, done: int, elapsed: float) -> None:
+def _apply_budget(
+    run: _Run, result: TrainingResult, done: int, elapsed: float, first: float
+) -> None:
     """Fit the epoch count to ``max_minutes`` after ``done`` epochs took ``elapsed`` s.
 
-    After the first epoch the count is lowered to the epochs that fit (at least the
-    one done) and the schedule rescaled; after any epoch the run ends there if one
-    more epoch at the mean epoch time would overrun. Every rank decides on the
-    slowest rank's time, so all take the same decision.
+    The first epoch of a run is slow (worker start-up, cuDNN's kernel search, caches),
+    so the epoch time is measured on the epochs after it (``first``: seconds at the
+    end of the first). After the second epoch the count is lowered to the epochs that
+    fit and the schedule rescaled, once; after any epoch the run ends there if one
+    more epoch would overrun. Every rank decides on the slowest rank's time, so all
+    take the same decision.
     """
     config = run.config
     assert config.max_minutes is not None
     budget = 60.0 * config.max_minutes
     elapsed = _max_across_ranks(elapsed, run.device, run.dist_ctx)
-    per_epoch = elapsed / done
+    per_epoch = (elapsed - first) / (done - 1) if done > 1 else elapsed
     epoch = result.history[-1].epoch
-    if done == 1 and per_epoch > 0:
-        fits = epoch - 1 + max(1, int(budget // per_epoch))
+    if done == 2 and per_epoch > 0:
+        fits = epoch + max(0, int((budget - elapsed) // per_epoch))
         if fits < result.epochs:
             if run.dist_ctx.is_main:
                 logger.info(
