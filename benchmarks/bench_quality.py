@@ -20,7 +20,10 @@ with ``--train-budget-s N``: an RCAN at the paper's configuration (5 groups × 3
 for the same wall-clock budget with :func:`rcanlive.training.train`; CARE (CAREamics)
 when it is importable (otherwise its row says why it was skipped).
 
-Also reported: the input SNR the simulator gives at 4.2, 360 and 457 W/cm² per sample.
+Also reported: the input SNR the simulator gives at 4.2, 360 and 457 W/cm² per sample,
+and in protocol 1 the lateral and axial resolution (decorrelation analysis with the
+paper's modification, :class:`rcanlive.evaluation.methods.ResolutionSpec`) of the
+truth, the input and every restoration, mean over the test volumes.
 Metrics: :func:`rcanlive.analysis.evaluation.evaluate` under the paper's convention
 (printed with every table). Writes ``OUT.json`` and ``OUT.png``.
 
@@ -57,6 +60,7 @@ from rcanlive.evaluation import (
     care_unavailable,
     run_methods,
 )
+from rcanlive.evaluation.methods import ResolutionSpec
 from rcanlive.evaluation.report import method_markdown
 from rcanlive.evaluation.simulated import (
     PAPER_HIGH_W_CM2,
@@ -312,9 +316,11 @@ def baselines(
 
 
 def run_isim(settings: Settings) -> tuple[list[MethodTable], dict[str, list[EvalPair]]]:
-    """Protocol 1: one table per sample type."""
+    """Protocol 1: one table per sample type, with resolution columns."""
     sets = isim_sets(settings)
     psf = simulator_psf(0.25, 0.0555)
+    # the simulated iSIM: 0.25 × 0.0555 × 0.0555 µm voxels, NA 1.42, emission 525 nm
+    resolution = ResolutionSpec(pixel_size_nm=55.5, z_step_nm=250.0, na=1.42, emission_nm=525.0)
     train_pairs = [p for kind in SAMPLES for p in sets[kind]["train"]]
     networks = trained_networks(train_pairs, settings, "isim")
     tables = []
@@ -322,7 +328,8 @@ def run_isim(settings: Settings) -> tuple[list[MethodTable], dict[str, list[Eval
         print(f"protocol 1 (iSIM 4.2 → 457 W/cm²): {kind}")
         methods = baselines(psf, 100.0, psf, settings) + [_fresh(m) for m in networks]
         title = f"iSIM denoising, {kind}, 4.2 → 457 W/cm²"
-        tables.append(run_methods(methods, sets[kind]["test"], sets[kind]["tune"], title=title))
+        test, tune = sets[kind]["test"], sets[kind]["tune"]
+        tables.append(run_methods(methods, test, tune, title=title, resolution=resolution))
     return tables, {k: sets[k]["test"] for k in SAMPLES}
 
 

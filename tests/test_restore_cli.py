@@ -145,6 +145,8 @@ def test_missing_inputs_exit_2(
     assert "input not found" in errors(capsys)
     assert main(["restore", str(source), "x.tif", "--model", str(tmp_path / "nope.pt")]) == 2
     assert "model not found" in errors(capsys)
+    assert main(["restore", str(source), "x.tif", "--model", "bundled:nope"]) == 2
+    assert "no bundled model 'nope'; choose one of isim-sim, phantom-2x" in errors(capsys)
     not_a_checkpoint = tmp_path / "junk.pt"
     not_a_checkpoint.write_bytes(b"junk")
     assert main(["restore", str(source), "x.tif", "--model", str(not_a_checkpoint)]) == 2

@@ -40,8 +40,9 @@ ModelOpt = Annotated[
     typer.Option(
         "--model",
         "-m",
-        help="Checkpoint (.pt), exported artifact (.pt2/.onnx/.engine) or bioimage.io "
-        "package (.zip or folder); default: the bundled model.",
+        help="Checkpoint (.pt), exported artifact (.pt2/.onnx/.engine), bioimage.io "
+        "package (.zip or folder), or bundled:NAME (bundled:phantom-2x: the phantom "
+        "deblurring model); default: the bundled live model (bundled:isim-sim).",
     ),
 ]
 BackendOpt = Annotated[
@@ -109,14 +110,34 @@ def _check_bioimageio(model: Path) -> None:
         raise UserError(f"--model: {exc}") from None
 
 
+#: ``--model bundled:NAME`` names a model shipped with rcanlive
+BUNDLED_PREFIX = "bundled:"
+
+
+def _bundled(name: str) -> Path:
+    """The bundled model ``name`` (``--model bundled:phantom-2x``)."""
+    from ..model import bundled_model_path
+
+    try:
+        path = bundled_model_path(name)
+    except ValueError as exc:
+        raise UserError(f"--model: {exc}") from None
+    if path is None:
+        raise UserError(f"--model: this install lacks the bundled model {name!r}; reinstall")
+    return path
+
+
 def resolve_model_path(model: Path | None) -> Path:
-    """The model to use: ``--model`` if given, else the bundled one.
+    """The model to use: ``--model`` if given (``bundled:NAME`` for a model shipped with
+    rcanlive), else the bundled live model.
 
     Raises
     ------
     UserError
         If no model was given and this install bundles none.
     """
+    if model is not None and str(model).startswith(BUNDLED_PREFIX):
+        return _bundled(str(model).removeprefix(BUNDLED_PREFIX))
     if model is not None:
         if not model.exists():
             raise UserError(f"model not found: {model}")

@@ -75,6 +75,12 @@ class LaserLine(FrozenModel):
         return self.calibration[-1][1]
 
 
+#: ``[simulation] brightness`` at which simulated mitochondria have the input SNR of the
+#: paper's at 4.2 W/cm² (≥ 5.1: Fig. 1c adds noise to its raw input to reach 5.1 and 2.1);
+#: measured with ``benchmarks/bench_quality.py``'s test fields (1009–1072).
+PAPER_BRIGHTNESS = 1000.0
+
+
 class SimulationSettings(FrozenModel):
     """Simulated-rig only: what sits on the stage and how the hardware misbehaves."""
 
@@ -82,6 +88,10 @@ class SimulationSettings(FrozenModel):
         "mitochondria"
     )
     seed: StrictInt = Field(default=0, ge=0, lt=2**32)
+    #: photoelectrons per voxel of density 1 per W/cm² and second: how bright the label
+    #: is. 120 (default): a dim label, median input SNR ≈ 1.4 on mitochondria at the
+    #: paper's 4.2 W/cm²; ``PAPER_BRIGHTNESS`` (1000): the paper's mitochondria (SNR ≈ 5)
+    brightness: StrictFloat = Field(default=120.0, gt=0, le=100_000)
     stage_error_um: StrictFloat = Field(default=0.0, ge=0, le=50)
     realtime: StrictBool = True
     fast_mode: StrictBool = False

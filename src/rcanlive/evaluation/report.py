@@ -11,6 +11,8 @@ if TYPE_CHECKING:
 
 #: Column headers of :func:`method_rows`.
 METHOD_COLUMNS = ("method", "PSNR (dB)", "SSIM", "NRMSE", "s / volume", "parameters")
+#: Columns :func:`method_markdown` adds (after NRMSE) when the table measured resolution.
+RESOLUTION_COLUMNS = ("lateral nm", "axial nm")
 
 
 def summary_cells(summary: Summary) -> list[str]:
@@ -56,11 +58,32 @@ def markdown(headers: list[str] | tuple[str, ...], rows: list[list[str]]) -> str
     return "\n".join(lines)
 
 
+def resolution_cells(resolution: dict[str, Any] | None) -> list[str]:
+    """``[lateral, axial]`` in nm (``–`` where not measured or no peak was found)."""
+    if resolution is None:
+        return ["–", "–"]
+    return [
+        "–" if math.isnan(resolution[k]) else f"{resolution[k]:.0f}" for k in ("lateral", "axial")
+    ]
+
+
 def method_markdown(table: MethodTable) -> str:
-    """The table in Markdown, its convention and split below it."""
-    body = markdown(METHOD_COLUMNS, method_rows(table))
+    """The table in Markdown, its convention and split below it (with the resolution
+    columns, the truths' resolution and its convention when the table measured it)."""
+    headers, rows = list(METHOD_COLUMNS), method_rows(table)
+    notes = ""
+    if table.resolution is not None:
+        at = METHOD_COLUMNS.index("NRMSE") + 1
+        headers[at:at] = RESOLUTION_COLUMNS
+        for row, result in zip(rows, table.results, strict=True):
+            row[at:at] = resolution_cells(result.details.get("resolution_nm"))
+        lateral, axial = resolution_cells(table.truth_resolution_nm)
+        notes = (
+            f"\n\nGround truth: lateral {lateral} nm, axial {axial} nm. "
+            f"Resolution: {table.resolution.describe()}."
+        )
     return (
-        f"{body}\n\nMean ± s.d. over {len(table.test_names)} held-out volume(s); baselines "
-        f"tuned on {len(table.tuning_names)} other volume(s). Convention: "
-        f"{table.convention.describe()}."
+        f"{markdown(headers, rows)}\n\nMean ± s.d. over {len(table.test_names)} held-out "
+        f"volume(s); baselines tuned on {len(table.tuning_names)} other volume(s). "
+        f"Convention: {table.convention.describe()}.{notes}"
     )

@@ -113,6 +113,7 @@ def _install_world(rig: RigConfig) -> World:
     else:
         sample = make_sample(sim.sample, seed=sim.seed, voxel_um=voxel)
     world = World(sample, seed=sim.seed)
+    world.brightness = sim.brightness
     world.stage_error_um = sim.stage_error_um
     world.focus_um = sum(rig.focus_range_um) / 2
     world.z_um = world.focus_um

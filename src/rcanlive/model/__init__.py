@@ -45,7 +45,22 @@ __all__ = [
 ]
 
 
-def bundled_model_path() -> Path | None:
-    """The small RCAN shipped with rcanlive (trained on simulated iSIM pairs), if any."""
-    path = Path(__file__).parent / "bundled" / "rcan-isim-sim.pt"
+#: the models shipped with rcanlive: name → file in ``model/bundled``
+BUNDLED_MODELS = {
+    "isim-sim": "rcan-isim-sim.pt",  # the live denoiser (default)
+    "phantom-2x": "rcan-phantom-2x.pt",  # deblurs 2× the iSIM PSF (spherical phantoms)
+}
+
+
+def bundled_model_path(name: str = "isim-sim") -> Path | None:
+    """A model shipped with rcanlive (:data:`BUNDLED_MODELS`), if this install has it.
+
+    Raises
+    ------
+    ValueError
+        If ``name`` is not a bundled model's name.
+    """
+    if name not in BUNDLED_MODELS:
+        raise ValueError(f"no bundled model {name!r}; choose one of {', '.join(BUNDLED_MODELS)}")
+    path = Path(__file__).parent / "bundled" / BUNDLED_MODELS[name]
     return path if path.is_file() else None
