@@ -108,6 +108,7 @@ class Settings:
     networks_dir: Path | None = None
     bundled: Path | None = None
     sweep_samples: tuple[str, ...] = ("mitochondria", "er")
+    convention: MetricConvention = field(default_factory=MetricConvention)
     runs_dir: Path = field(default_factory=lambda: Path(tempfile.gettempdir()) / "rcanlive-quality")
 
     @classmethod
@@ -329,7 +330,16 @@ def run_isim(settings: Settings) -> tuple[list[MethodTable], dict[str, list[Eval
         methods = baselines(psf, 100.0, psf, settings) + [_fresh(m) for m in networks]
         title = f"iSIM denoising, {kind}, 4.2 → 457 W/cm²"
         test, tune = sets[kind]["test"], sets[kind]["tune"]
-        tables.append(run_methods(methods, test, tune, title=title, resolution=resolution))
+        tables.append(
+            run_methods(
+                methods,
+                test,
+                tune,
+                title=title,
+                resolution=resolution,
+                convention=settings.convention,
+            )
+        )
     return tables, {k: sets[k]["test"] for k in SAMPLES}
 
 
@@ -383,7 +393,7 @@ def run_phantoms(settings: Settings) -> list[MethodTable]:
         )
         methods += trained_networks(train, settings, f"phantom{blur}x")
         title = f"phantom deblurring, {blur}× the iSIM PSF, noise-free"
-        tables.append(run_methods(methods, test, tune, title=title))
+        tables.append(run_methods(methods, test, tune, title=title, convention=settings.convention))
     return tables
 
 
@@ -412,7 +422,13 @@ def run_snr_sweep(settings: Settings, networks: list[Method]) -> list[dict[str, 
                 f"measured {measured:.2f}"
             )
             methods = baselines(psf, 100.0, psf, settings) + [_fresh(m) for m in networks]
-            table = run_methods(methods, test, tune, title=f"{kind}, input SNR {measured:.2f}")
+            table = run_methods(
+                methods,
+                test,
+                tune,
+                title=f"{kind}, input SNR {measured:.2f}",
+                convention=settings.convention,
+            )
             rows.append(
                 {
                     "sample": kind,
@@ -575,7 +591,8 @@ def plot(
         ax.set_xlabel("input SNR (median over foreground)")
         ax.set_ylabel("PSNR (dB)" if metric == "psnr" else "SSIM")
         ax.legend(fontsize=5, ncol=2)
-    fig.suptitle(f"Restoration quality (issue 12); {MetricConvention().describe()}", fontsize=8)
+    convention = (isim or phantoms or [s["table"] for s in sweep])[0].convention.describe()
+    fig.suptitle(f"Restoration quality (issue 12); {convention}", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -622,12 +639,20 @@ def main(argv: list[str] | None = None) -> int:
         "--sweep-samples", default="mitochondria,er", help="samples of the SNR sweep"
     )
     parser.add_argument(
+        "--scaling",
+        choices=("percentile", "least_squares"),
+        default="percentile",
+        help="how a prediction is put on the truth's scale: percentile (the paper's: each "
+        "volume to its own 2/99.9 percentiles) or least_squares (a·pred + b fitted)",
+    )
+    parser.add_argument(
         "--out", type=Path, default=Path(__file__).parent / "quality", help="OUT.json, OUT.png"
     )
     args = parser.parse_args(argv)
     settings = Settings.quick() if args.quick else Settings()
     settings.train_budget_s, settings.device = args.train_budget_s, args.device
     settings.networks_dir, settings.bundled = args.networks, args.bundled
+    settings.convention = MetricConvention(scaling=args.scaling)
     settings.sweep_samples = tuple(k.strip() for k in args.sweep_samples.split(",") if k.strip())
     wanted = {p.strip() for p in args.protocols.split(",") if p.strip()}
     t0 = time.perf_counter()

@@ -126,6 +126,29 @@ def train_stage(stage: str, out: Path, runs: Path, args: argparse.Namespace) -> 
     }
 
 
+def plot_curves(histories: Path, out: Path) -> None:
+    """Validation PSNR against training time, one line per stage (are they converged?)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records = [r for r in json.loads(histories.read_text()) if r.get("history")]
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for r in records:
+        seconds = np.cumsum([h["seconds"] for h in r["history"]])
+        psnr = [h["val_psnr"] for h in r["history"]]
+        (line,) = ax.plot(seconds, psnr, "o-", ms=2, label=f"{r['stage']} ({r['device']})")
+        ax.axhline(r["raw_val_psnr"], color=line.get_color(), ls=":", lw=0.8)
+    ax.set_xlabel("training time (s, epochs only)")
+    ax.set_ylabel("validation PSNR (dB, held-out fields)")
+    ax.set_title("train_models.py learning curves (dotted: raw input)", fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
 def _device_name(device: str) -> str:
     import torch
 
@@ -173,7 +196,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=0, help="DataLoader workers")
     parser.add_argument("--load-psf", type=Path, help="PSFs computed elsewhere (.npz)")
     parser.add_argument("--save-psf", type=Path, help="record the PSFs used (.npz)")
+    parser.add_argument(
+        "--plot", type=Path, help="only plot OUT/histories.json's learning curves to this PNG"
+    )
     args = parser.parse_args(argv)
+    if args.plot:
+        plot_curves(args.out / "histories.json", args.plot)
+        return 0
     _psf_cache(args.load_psf, args.save_psf)
     args.out.mkdir(parents=True, exist_ok=True)
     records: list[dict[str, Any]] = []

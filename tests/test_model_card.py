@@ -127,7 +127,8 @@ def test_snr_reliability() -> None:
 
 def test_card_markdown() -> None:
     text = card_markdown(CARD)
-    assert "| sim test | RCAN | 30.25 | 0.900 | a |" in text
+    assert "| sim test | RCAN | 30.25 | 0.900 |\n" in text  # one convention: said once
+    assert "Convention: a." in text
     assert "from 2 to 20" in text
     assert "- simulated data only" in text
     assert "`python benchmarks/bench_quality.py`" in text

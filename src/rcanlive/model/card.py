@@ -45,7 +45,8 @@ class ModelCard(BaseModel):
         What it was trained on (sample, microscope or simulator, SNR of the inputs).
     reliable_input_snr
         ``(low, high)``: the median foreground input SNR range the model restores
-        reliably (measured, not guessed: see ``measured_by``).
+        reliably (measured, not guessed: see ``measured_by``); ``None`` where no noisy
+        input was measured (a deblurring model trained on noise-free data).
     metrics
         Rows ``{"data", "method", "psnr", "ssim", "convention"}`` comparing the model
         with the baselines (raw input, deconvolution, other networks).
@@ -59,14 +60,16 @@ class ModelCard(BaseModel):
 
     summary: str
     training_data: str
-    reliable_input_snr: tuple[float, float]
+    reliable_input_snr: tuple[float, float] | None
     metrics: list[dict[str, Any]] = []
     limitations: list[str] = []
     measured_by: str = ""
 
     @field_validator("reliable_input_snr")
     @classmethod
-    def _range(cls, value: tuple[float, float]) -> tuple[float, float]:
+    def _range(cls, value: tuple[float, float] | None) -> tuple[float, float] | None:
+        if value is None:
+            return None
         lo, hi = value
         if not (math.isfinite(lo) and math.isfinite(hi) and 0 <= lo < hi):
             raise ValueError(f"must be two finite SNRs with 0 <= low < high, got {value}")
@@ -83,6 +86,8 @@ class ModelCard(BaseModel):
 
     def describe_range(self) -> str:
         """E.g. ``reliable at median input SNR 2–20 (model card)``."""
+        if self.reliable_input_snr is None:
+            return "reliable input SNR not measured (model card)"
         lo, hi = self.reliable_input_snr
         return f"reliable at median input SNR {lo:g}–{hi:g} (model card)"
 
@@ -173,7 +178,7 @@ def _load_payload(path: Path) -> dict[str, Any]:
 def snr_reliability(card: ModelCard, snr_median: float) -> str | None:
     """A warning when ``snr_median`` (median foreground input SNR) is outside the card's
     reliable range; None inside it (or when the SNR is not a number)."""
-    if not math.isfinite(snr_median):
+    if not math.isfinite(snr_median) or card.reliable_input_snr is None:
         return None
     lo, hi = card.reliable_input_snr
     measured = f"input SNR {snr_median:.3g} (median over the foreground)"
@@ -194,28 +199,42 @@ def snr_reliability(card: ModelCard, snr_median: float) -> str | None:
 
 def card_markdown(card: ModelCard) -> str:
     """The card as a README-ready Markdown block."""
-    lo, hi = card.reliable_input_snr
+    reliable = (
+        "not measured (noise-free data only)"
+        if card.reliable_input_snr is None
+        else "median foreground SNR = S/√(S + Nr²) from {:g} to {:g}".format(
+            *card.reliable_input_snr
+        )
+    )
     lines = [
         f"**{card.summary}**",
         "",
         f"- Training data: {card.training_data}",
-        f"- Reliable input: median foreground SNR = S/√(S + Nr²) from {lo:g} to {hi:g}",
+        f"- Reliable input: {reliable}",
     ]
     if card.measured_by:
         lines.append(f"- Measured with: `{card.measured_by}`")
     if card.metrics:
-        lines += ["", "| data | method | PSNR (dB) | SSIM | convention |", "|---|---|---|---|---|"]
-        lines += [_metric_row(row) for row in card.metrics]
+        conventions = {str(row.get("convention", "")) for row in card.metrics}
+        shared = conventions.pop() if len(conventions) == 1 else None
+        header = "| data | method | PSNR (dB) | SSIM |" + (
+            " convention |" if shared is None else ""
+        )
+        lines += ["", header, "|---|---|---|---|" + ("---|" if shared is None else "")]
+        lines += [_metric_row(row, with_convention=shared is None) for row in card.metrics]
+        if shared:
+            lines += ["", f"Convention: {shared}."]
     if card.limitations:
         lines += ["", "Limitations:", ""] + [f"- {item}" for item in card.limitations]
     return "\n".join(lines) + "\n"
 
 
-def _metric_row(row: dict[str, Any]) -> str:
+def _metric_row(row: dict[str, Any], *, with_convention: bool = True) -> str:
     def num(key: str, spec: str) -> str:
         value = row.get(key)
         return format(value, spec) if isinstance(value, int | float) else "–"
 
     cells = [str(row["data"]), str(row["method"]), num("psnr", ".2f"), num("ssim", ".3f")]
-    cells.append(str(row.get("convention", "")))
+    if with_convention:
+        cells.append(str(row.get("convention", "")))
     return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
