@@ -32,7 +32,6 @@ def test_pairs_train_export_live(tmp_path):
         (ROOT / "configs/bundled/train.toml")
         .read_text()
         .replace("patch_shape = [16, 128, 128]", "patch_shape = [8, 64, 64]")
-        .replace("epochs = 12", "epochs = 6")
         .replace("steps_per_epoch = 40", "steps_per_epoch = 20")
         .replace(
             'pairs = "data/bundled-pairs.ome.zarr"',
