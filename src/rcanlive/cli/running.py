@@ -4,6 +4,7 @@ progress (and the dashboard), print what happened. Shared by ``acquire`` and
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -257,6 +258,11 @@ def card_warning(card: ModelCard, model: Any = None, dataset: Path | None = None
     warning = snr_reliability(card, snr) if snr is not None else None
     if warning:
         console.print(f"[bold red]warning[/]: {warning}", highlight=False)
+    elif snr is not None and math.isfinite(snr) and card.reliable_input_snr is not None:
+        console.print(
+            f"input SNR {snr:.2f} (median over the foreground): inside the model's reliable range",
+            highlight=False,
+        )
     return warning
 
 
