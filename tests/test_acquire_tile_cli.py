@@ -55,6 +55,16 @@ def test_acquire_tile_restores_and_stitches(tmp_path, capsys):
         footprint = _footprint(group.attrs["rcanlive"]["stitching"], level0.shape[-2:], 128)
         assert (level0.max(axis=(0, 1))[footprint] > 0).mean() > 0.98
     assert "stitched_restored" in err
+    # restoration does not move the sample: the restored mosaic reuses the raw one's
+    # tile positions, so the two overlay pixel for pixel
+    raw, restored = (zarr.open_group(path / n) for n in ("stitched", "stitched_restored"))
+    raw_st, restored_st = (g.attrs["rcanlive"]["stitching"] for g in (raw, restored))
+    assert restored_st["positions_from"] == "stitched" and raw_st["positions_from"] is None
+    assert raw["0"].shape[-2:] == restored["0"].shape[-2:]
+    assert raw_st["origin_px"] == restored_st["origin_px"]
+    assert [t.get("position_px") for t in raw_st["tiles"]] == [
+        t.get("position_px") for t in restored_st["tiles"]
+    ]
 
     # --no-stitch leaves the tiles alone
     assert main([*argv, "--overwrite", "--no-stitch"]) == 0

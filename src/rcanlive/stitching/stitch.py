@@ -179,11 +179,16 @@ class _StitchSettings:
 
 @dataclass(frozen=True)
 class _Registration:
-    """Pairwise registrations, the global placement solved from them, and the time taken."""
+    """Pairwise registrations, the global placement solved from them, and the time taken.
+
+    ``positions_from`` names the stitched image whose placement was reused (restored
+    tiles take the raw mosaic's), else None.
+    """
 
     pairs: list[PairShift]
     placement: Placement
     seconds: float
+    positions_from: str | None = None
 
 
 @dataclass(frozen=True)
@@ -267,10 +272,11 @@ def stitch_dataset(
         chunk_px=chunk_px,
         progress=progress,
     )
-    registration = _register(reader, layout, settings)
+    registration = _reused_placement(path, layout, settings) or _register(reader, layout, settings)
     # links dropped as inconsistent are reported in the summary and the attrs; a
-    # warning is kept for tiles that end up less well placed than asked
-    if register:
+    # warning is kept for tiles that end up less well placed than asked (the raw
+    # mosaic's stitching already warned about a placement reused from it)
+    if register and registration.positions_from is None:
         _warn(collected, _placement_warnings(layout.present(), registration))
     fusion = _fuse(root, path, reader, layout, registration, settings)
     return _finish(path, settings, layout, registration, fusion, collected)
@@ -304,6 +310,38 @@ def _open_output(
 
 
 # -- registration -------------------------------------------------------------------
+
+
+def _reused_placement(
+    path: Path, layout: TileLayout, settings: _StitchSettings
+) -> _Registration | None:
+    """The raw mosaic's placement, for restored tiles, when it places every present tile.
+
+    Restoration does not move the sample: the raw registration already measured the
+    stage's error, and reusing it gives both mosaics one geometry (they overlay pixel
+    for pixel). Registering the restored tiles on their own could place them
+    differently.
+    """
+    raw_name = OUTPUT_NAMES["tiles"]
+    if settings.image != "restored" or not settings.register:
+        return None
+    root = zarr.open_group(path, mode="r")
+    if raw_name not in root:
+        return None
+    attrs: dict[str, Any] = dict(root[raw_name].attrs)
+    stitching: dict[str, Any] = attrs.get("rcanlive", {}).get("stitching", {})
+    placed = {rec["index"]: rec for rec in stitching.get("tiles", []) if "position_px" in rec}
+    present = [t.index for t in layout.present()]
+    if not present or any(i not in placed for i in present) or not stitching.get("registered"):
+        return None
+    placement = Placement(
+        positions_px={
+            i: (placed[i]["position_px"][0], placed[i]["position_px"][1]) for i in present
+        },
+        status={i: placed[i]["status"] for i in present},
+        anchor=int(stitching.get("anchor", present[0])),
+    )
+    return _Registration([], placement, 0.0, positions_from=raw_name)
 
 
 def _register(reader: TileReader, layout: TileLayout, settings: _StitchSettings) -> _Registration:
@@ -438,6 +476,7 @@ def _stitch_attrs(
                     "chunk_px": settings.chunk_px,
                 },
                 "anchor": placement.anchor,
+                "positions_from": registration.positions_from,
                 "origin_px": [oy, ox],
                 "tiles": _tile_records(layout, placement, pairs),
                 "pairs": [_pair_record(p) for p in pairs],
