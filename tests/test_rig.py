@@ -114,9 +114,11 @@ def test_keyboard_interrupt_mid_run_leaves_lasers_off(open_sim_rig, sim_rig_conf
     ds = open_dataset(tmp_path / "live-4d.ome.zarr")
     assert ds.status == "cancelled"
     # a hard interrupt may drop the frames still queued for the relay thread (the
-    # first Ctrl-C cancels cleanly instead; see test_ctrl_c_cancels_cleanly), but
-    # every volume logged is complete, and no thread is left to hang the process
-    assert [r["t"] for r in ds.volumes] in ([0], [0, 1])
+    # first Ctrl-C cancels cleanly instead; see test_ctrl_c_cancels_cleanly): on a
+    # busy machine both volumes' frames can still be queued (seen once in CI, with
+    # no volume logged), but every volume logged is complete, and no thread is left
+    # to hang the process
+    assert [r["t"] for r in ds.volumes] in ([], [0], [0, 1])
     for rec in ds.volumes:
         assert np.asarray(ds.volume(rec["t"])).min() > 0
     import threading
