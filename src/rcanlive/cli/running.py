@@ -222,16 +222,15 @@ def model_card_of(model: Path | None) -> ModelCard | None:
     no card, an artifact without metadata, or a card that cannot be read (logged)."""
     if model is None:
         return None
-    from ..inference.bioimageio import is_rcanlive_package
+    from ..inference.bioimageio import is_bioimageio_package
     from ..model.card import model_card, read_model_card
 
-    if not is_rcanlive_package(model):
+    if not is_bioimageio_package(model):
         return read_model_card(model)
-    from ..inference.bioimageio import MARKER
-    from ..inference.bioimageio.package import read_rdf
+    from ..inference.bioimageio.package import rcanlive_block, read_rdf
 
     try:
-        block = (read_rdf(model).get("config") or {}).get(MARKER) or {}
+        block = rcanlive_block(read_rdf(model)) or {}
     except ValueError as exc:
         logger.warning("could not read the model card of %s: %s", model, exc)
         return None

@@ -118,8 +118,10 @@ def read_model_card(path: str | os.PathLike[str]) -> ModelCard | None:
     path = Path(path)
     if path.suffix.lower() != ".pt" or not path.is_file():
         return None
+    from .checkpoint import read_payload
+
     try:
-        payload = _load_payload(path)
+        payload = read_payload(path)
     except Exception as exc:
         logger.warning("could not read the model card of %s: %s", path, exc)
         return None
@@ -141,10 +143,10 @@ def with_model_card(path: str | os.PathLike[str], card: ModelCard) -> Path:
     """
     import torch
 
+    from .checkpoint import read_payload
+
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    payload = _load_payload(path)
+    payload = read_payload(path)
     metadata = dict(payload.get("metadata") or {})
     metadata[CARD_KEY] = card.model_dump(mode="json")
     payload["metadata"] = metadata
@@ -155,24 +157,6 @@ def with_model_card(path: str | os.PathLike[str], card: ModelCard) -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return path
-
-
-def _load_payload(path: Path) -> dict[str, Any]:
-    """The checkpoint's dict, read safely (``weights_only``), as checkpoint.py does."""
-    import torch
-
-    from .checkpoint import FORMAT, CheckpointError
-
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(
-            f"{path} is not an rcanlive checkpoint (torch could not read it safely: "
-            f"{type(exc).__name__})"
-        ) from None
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not an rcanlive checkpoint (no '{FORMAT}' marker)")
-    return payload
 
 
 def snr_reliability(card: ModelCard, snr_median: float) -> str | None:

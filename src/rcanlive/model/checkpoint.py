@@ -108,6 +108,36 @@ def save_checkpoint(
     return path
 
 
+def read_payload(
+    path: str | os.PathLike[str], map_location: str | torch.device = "cpu"
+) -> dict[str, Any]:
+    """The checkpoint's raw dict, read safely (``weights_only``), marker checked.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    CheckpointError
+        If the file is not an rcanlive checkpoint.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(
+            f"{path} is not an rcanlive checkpoint (torch could not read it safely: "
+            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+        ) from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(
+            f"{path} is not an rcanlive checkpoint (no '{FORMAT}' marker); "
+            "train one with `rcanlive train` or pass a checkpoint it wrote"
+        )
+    return payload
+
+
 def load_checkpoint(
     path: str | os.PathLike[str], map_location: str | torch.device = "cpu"
 ) -> LoadedModel:
@@ -128,20 +158,7 @@ def load_checkpoint(
         If the file is not an rcanlive checkpoint, or is from an unknown version.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(
-            f"{path} is not an rcanlive checkpoint (torch could not read it safely: "
-            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
-        ) from None
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise CheckpointError(
-            f"{path} is not an rcanlive checkpoint (no '{FORMAT}' marker); "
-            "train one with `rcanlive train` or pass a checkpoint it wrote"
-        )
+    payload = read_payload(path, map_location)
     if payload.get("version") != VERSION:
         raise CheckpointError(
             f"{path}: checkpoint version {payload.get('version')!r} is not supported "

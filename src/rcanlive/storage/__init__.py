@@ -7,7 +7,7 @@ from .errors import DamagedVolume, DatasetError, DatasetExists, DatasetLocked, I
 from .integrity import Problem, plane_checksum, plane_checksums
 from .layout import VolumeKey
 from .lock import DatasetLock, lock_dataset, locked_by
-from .pairs import read_pairs
+from .pairs import read_keyed_pairs, read_pairs
 from .restored import (
     RestoredWriter,
     missing_restorations,
@@ -37,6 +37,7 @@ __all__ = [
     "open_dataset",
     "plane_checksum",
     "plane_checksums",
+    "read_keyed_pairs",
     "read_log",
     "read_pairs",
     "read_restored",

@@ -8,7 +8,6 @@ is percentile-normalised once, by its own percentiles, before patches are drawn.
 from __future__ import annotations
 
 import re
-import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -169,24 +168,16 @@ def read_zarr_pairs(path: str | Path) -> list[VolumePair]:
     position ``pPPP``: the time points of one field are held out together. A pair
     with a damaged volume is left out with an :class:`IntegrityWarning`.
     """
-    from ..storage import open_dataset
-    from ..storage.errors import DamagedVolume, IntegrityWarning
+    from ..storage import read_keyed_pairs
 
-    ds = open_dataset(path)
-    if ds.kind != "pairs":
-        raise DatasetError(f"{path} is a {ds.kind!r} dataset, not a pairs dataset")
-    done = {(r["t"], r["p"], r["c"]) for r in ds.volumes}
-    lows, highs, names, groups = [], [], [], []
-    for t, p in sorted({(t, p) for t, p, c in done if c == 0 and (t, p, 1) in done}):
-        try:
-            low, high = (ds.volume(t, p=p, c=c).astype(np.float32) for c in (0, 1))
-        except DamagedVolume as exc:  # a damaged pair is left out, never read as zeros
-            warnings.warn(f"pair t={t} p={p} left out: {exc}", IntegrityWarning, stacklevel=2)
-            continue
-        lows.append(low)
-        highs.append(high)
-        names.append(f"t{t:04d}_p{p:03d}")
-        groups.append(f"p{p:03d}")
+    try:
+        found = list(read_keyed_pairs(path))
+    except ValueError as exc:  # not a pairs dataset
+        raise DatasetError(str(exc)) from None
+    lows = [low for _, _, low, _ in found]
+    highs = [high for _, _, _, high in found]
+    names = [f"t{t:04d}_p{p:03d}" for t, p, _, _ in found]
+    groups = [f"p{p:03d}" for _, p, _, _ in found]
     if not lows:
         raise DatasetError(f"{path} holds no completed low/high pair")
     return pairs_from_arrays(lows, highs, names, groups)

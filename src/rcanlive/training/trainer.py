@@ -12,8 +12,9 @@ One call, :func:`train`, runs the paper's recipe from a :class:`TrainingConfig`:
   validation PSNR improves, ``history.json``, and ``loss.png`` at the end;
 * several GPUs when launched with ``torchrun``: ``torch.distributed`` +
   ``DistributedDataParallel``, patch indices sharded by ``DistributedSampler``;
-* a wall-clock budget (``max_minutes``): the run is shortened to the epochs that fit
-  after its first epoch (the schedule rescaled) and stops early if it falls behind.
+* a wall-clock budget (``max_minutes``): the run is shortened to the epochs that fit,
+  timed on its second epoch (the first is warm-up), the schedule rescaled, and stops
+  early if it falls behind.
 
 Under ``torchrun`` every process validates the same patches (cheap, and it keeps
 them in step without extra communication); only rank 0 writes files and shows
@@ -416,7 +417,7 @@ def _run_epochs(
     """
     config = run.config
     show = config.progress and run.dist_ctx.is_main
-    started = first = _clock()
+    started, first = _clock(), 0.0  # first: seconds the first epoch of this run took
     with _progress(show, console) as progress:
         task = progress.add_task(
             "training",
@@ -638,18 +639,20 @@ def _validate(
 
 
 def _mean_across_ranks(value: float, device: torch.device, ctx: _Distributed) -> float:
-    if not ctx.enabled or ctx.world_size == 1:
-        return value
-    t = torch.tensor([value], dtype=torch.float64, device=device)
-    torch.distributed.all_reduce(t)
-    return float(t.item()) / ctx.world_size
+    return _across_ranks(value, device, ctx, "sum") / max(ctx.world_size, 1)
 
 
 def _max_across_ranks(value: float, device: torch.device, ctx: _Distributed) -> float:
+    return _across_ranks(value, device, ctx, "max")
+
+
+def _across_ranks(value: float, device: torch.device, ctx: _Distributed, op: str) -> float:
+    """``value`` summed or maximised over the ranks (itself without torchrun)."""
     if not ctx.enabled or ctx.world_size == 1:
         return value
     t = torch.tensor([value], dtype=torch.float64, device=device)
-    torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
+    reduce = torch.distributed.ReduceOp.MAX if op == "max" else torch.distributed.ReduceOp.SUM
+    torch.distributed.all_reduce(t, op=reduce)
     return float(t.item())
 
 

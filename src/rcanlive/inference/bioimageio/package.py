@@ -91,6 +91,13 @@ def read_rdf(path: str | os.PathLike[str]) -> dict[str, Any]:
     return rdf
 
 
+def rcanlive_block(rdf: dict[str, Any]) -> dict[str, Any] | None:
+    """What rcanlive keeps in a description it wrote (config, normalisation, checkpoint
+    metadata); None for a package rcanlive did not write."""
+    block = (rdf.get("config") or {}).get(MARKER)
+    return block if isinstance(block, dict) else None
+
+
 def load_bioimageio(path: str | os.PathLike[str], map_location: str = "cpu") -> LoadedModel:
     """The :class:`~rcanlive.model.LoadedModel` a package written by rcanlive came from.
 
@@ -109,8 +116,8 @@ def load_bioimageio(path: str | os.PathLike[str], map_location: str = "cpu") -> 
     from rcanlive.model import RCAN3D, LoadedModel, ModelConfig, PercentileNormalizer
 
     rdf = read_rdf(path)
-    block = (rdf.get("config") or {}).get(MARKER)
-    if not isinstance(block, dict):
+    block = rcanlive_block(rdf)
+    if block is None:
         raise PackageError(
             f"{path} is a bioimage.io model that rcanlive did not export, so it has no "
             "RCAN checkpoint inside: run it as packaged with the eager or onnx backend "
